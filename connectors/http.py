@@ -1,0 +1,258 @@
+"""Push delivery to one partner over HTTPS (design §7).
+
+Each attempt carries an OAuth access token from the partner's own token endpoint (client
+credentials, ``client_secret_basic``), the HMAC signature of ``connectors.signing`` and the
+event id as ``Idempotency-Key``. Redirects are never followed and the partner's answer is read
+only up to a limit, so a misbehaving partner can neither redirect our signed messages elsewhere
+nor exhaust our memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.httpx_client import OAuth2Client
+
+from connectors.base import DeliveryResult, OutboundMessage
+from connectors.signing import sign
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE_HEADER = "X-TalentHub-Event-Type"
+REFERRAL_ID_HEADER = "X-TalentHub-Referral-Id"
+# Refresh before expiry so a token never lapses between fetching it and the partner checking it.
+TOKEN_REFRESH_MARGIN_SECONDS = 30.0
+# RFC 6749 §5.1 makes expires_in optional; assume a short life rather than forever.
+DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
+PROBLEM_TEXT_LIMIT = 300
+# 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the partner asks us to come back.
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+class _TokenUnavailable(Exception):
+    """The partner's token endpoint gave us no usable token."""
+
+
+class _TooLarge(Exception):
+    """The partner's answer exceeds the response limit."""
+
+
+class HttpDeliverer:
+    """Delivers outbound messages to one partner's webhook; implements ``Deliverer``."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        token_endpoint: str,
+        client_id: str,
+        client_secret: str,
+        signing_secret: str,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        max_response_bytes: int = 65536,
+        scope: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._endpoint_url = endpoint_url
+        self._token_endpoint = token_endpoint
+        self._signing_secret = signing_secret
+        self._max_response_bytes = max_response_bytes
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        )
+        self._http = OAuth2Client(
+            client_id=client_id,
+            client_secret=client_secret,
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106
+            scope=scope,
+            timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def deliver(self, message: OutboundMessage) -> DeliveryResult:
+        """Try to deliver once; never raises for partner-side failures."""
+        try:
+            token = self._access_token()
+            result = self._post(message, token)
+            if result.status_code == 401:
+                # The partner may have rotated its keys or revoked the token early: one retry.
+                self._drop_token(token)
+                result = self._post(message, self._access_token())
+        except _TokenUnavailable as exc:
+            result = DeliveryResult("transient", reason=str(exc), details={"stage": "token"})
+        log.info(
+            "delivery.attempted",
+            extra={
+                "event_id": message.event_id,
+                "outcome": result.outcome,
+                "status_code": result.status_code,
+                "reason": result.reason,
+            },
+        )
+        return result
+
+    def close(self) -> None:
+        """Release connections."""
+        self._http.close()
+
+    def _post(self, message: OutboundMessage, token: str) -> DeliveryResult:
+        headers = self._headers(message, token)
+        try:
+            with self._http.stream(
+                "POST",
+                self._endpoint_url,
+                content=message.body,
+                headers=headers,
+                withhold_token=True,
+            ) as response:
+                return _classify(response, self._max_response_bytes)
+        except httpx.TimeoutException as exc:
+            return DeliveryResult("transient", reason=f"timeout ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return DeliveryResult("transient", reason=f"connection failed ({type(exc).__name__})")
+
+    def _headers(self, message: OutboundMessage, token: str) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": message.content_type,
+            "Accept": "application/json",
+            "Idempotency-Key": message.event_id,
+            EVENT_TYPE_HEADER: message.event_type,
+        }
+        if message.referral_id:
+            headers[REFERRAL_ID_HEADER] = message.referral_id
+        headers.update(sign(self._signing_secret, message.event_id, message.body))
+        return headers
+
+    def _access_token(self) -> str:
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                self._token, lifetime = self._fetch_token()
+                self._refresh_at = time.monotonic() + lifetime - TOKEN_REFRESH_MARGIN_SECONDS
+            return self._token
+
+    def _drop_token(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:  # another thread may already hold a fresh one
+                self._token = None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        try:
+            answer = self._http.fetch_token(self._token_endpoint, grant_type="client_credentials")
+        except httpx.HTTPStatusError as exc:
+            raise _TokenUnavailable(f"token endpoint answered {exc.response.status_code}") from exc
+        except httpx.HTTPError as exc:
+            raise _TokenUnavailable(f"token endpoint unreachable ({type(exc).__name__})") from exc
+        except OAuthError as exc:
+            # Wrong credentials affect every message to this partner: pause it, don't dead-letter.
+            raise _TokenUnavailable(f"token endpoint refused: {exc.error}") from exc
+        except ValueError as exc:
+            raise _TokenUnavailable("token endpoint answer malformed") from exc
+        token = answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise _TokenUnavailable("token endpoint answer has no access_token")
+        lifetime = answer.get("expires_in")
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+            lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
+        return token, float(lifetime)
+
+
+def _classify(response: httpx.Response, limit: int) -> DeliveryResult:
+    status = response.status_code
+    if 200 <= status < 300:
+        return _delivered(response, limit)
+    if 300 <= status < 400:
+        # A signed message must reach the configured endpoint only, never a redirect target.
+        return DeliveryResult("permanent", reason="redirect not followed", status_code=status)
+    if status == 401:
+        # Bad credentials or signing secret concern the whole partner: pause, don't dead-letter.
+        return DeliveryResult(
+            "transient", reason="partner refused our credentials", status_code=401
+        )
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return DeliveryResult(
+            "transient",
+            reason=f"partner answered {status}",
+            status_code=status,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+    return _rejected(response, limit)
+
+
+def _delivered(response: httpx.Response, limit: int) -> DeliveryResult:
+    status = response.status_code
+    try:
+        body = _read(response, limit)
+    except _TooLarge:
+        return DeliveryResult("transient", reason="response too large", status_code=status)
+    if body.strip():
+        try:
+            json.loads(body)
+        except ValueError:
+            return DeliveryResult("transient", reason="malformed response", status_code=status)
+    return DeliveryResult("delivered", status_code=status)
+
+
+def _rejected(response: httpx.Response, limit: int) -> DeliveryResult:
+    status = response.status_code
+    problem = _problem(response, limit)
+    text = problem.get("detail") or problem.get("title")
+    reason = f"partner rejected the message ({status})" + (f": {text}" if text else "")
+    return DeliveryResult("permanent", reason=reason, status_code=status, details=problem)
+
+
+def _problem(response: httpx.Response, limit: int) -> dict[str, Any]:
+    """The RFC 9457 fields of an error answer, each shortened; empty if it is none."""
+    try:
+        document = json.loads(_read(response, limit))
+    except (_TooLarge, ValueError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    fields = ("type", "title", "detail")
+    return {
+        name: document[name][:PROBLEM_TEXT_LIMIT]
+        for name in fields
+        if isinstance(document.get(name), str)
+    }
+
+
+def _read(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body, or _TooLarge; never buffers more than that."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date, RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
