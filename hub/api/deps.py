@@ -1,0 +1,83 @@
+"""Request-scoped dependencies shared by the partner API routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from hub.audit.service import record as audit
+from hub.auth.deps import get_session, require_scope
+from hub.auth.tokens import Principal
+from hub.errors import Unauthenticated
+from hub.partners.models import Partner
+from hub.policy.model import Policy
+from hub.settings import Settings
+from schemas.catalogue import Catalogue
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def settings_of(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def catalogue_of(request: Request) -> Catalogue:
+    """The referral-type catalogue the app was started with."""
+    catalogue: Catalogue = request.app.state.catalogue
+    return catalogue
+
+
+def caller(scope: str) -> Callable[..., Partner]:
+    """A dependency giving the calling partner, from a token that carries ``scope``."""
+
+    # A default rather than Annotated: the scope is a closure variable, which string
+    # annotations (PEP 563) could not resolve.
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        principal: Principal = Depends(require_scope(scope)),
+    ) -> Partner:
+        partner = partner_of(session, principal)
+        audit_call(session, request, partner.id)
+        return partner
+
+    return dependency
+
+
+def audit_call(session: Session, request: Request, partner_id: str) -> None:
+    """Record a partner's API call in the request's own transaction (kept only if it commits)."""
+    route = request.scope.get("route")
+    audit(
+        session,
+        actor_type="partner",
+        actor=partner_id,
+        action="api.call",
+        details={
+            "method": request.method,
+            "route": getattr(route, "path", request.url.path),
+        },
+    )
+
+
+def partner_of(session: Session, principal: Principal) -> Partner:
+    """The active partner a validated token speaks for."""
+    partner = session.get(Partner, principal.partner_id)
+    if partner is None or not partner.active:
+        raise Unauthenticated("the token's partner is not active", error="invalid_token")
+    return partner
+
+
+def policy_of(request: Request) -> Policy:
+    """The route policy the app was started with."""
+    policy: Policy = request.app.state.policy
+    return policy
+
+
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+PolicyDep = Annotated[Policy, Depends(policy_of)]
+CatalogueDep = Annotated[Catalogue, Depends(catalogue_of)]

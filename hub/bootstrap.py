@@ -1,0 +1,72 @@
+"""Building the hub's parts from settings: the one place where wiring happens."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub import models
+from hub.db import make_engine, make_session_factory
+from hub.policy.model import Policy, load_policy
+from hub.privacy.keystore import master_keys_from
+from hub.privacy.service import MASTER_KEYS
+from hub.settings import Settings
+from schemas.catalogue import Catalogue, load_catalogue
+
+
+@dataclass
+class Hub:
+    """The wired parts of one process."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    catalogue: Catalogue
+    policy: Policy
+    outbox_written: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Kafka's bootstrap servers; set once the broker is known."""
+        if not self.settings.kafka_bootstrap_servers:
+            raise RuntimeError("Kafka bootstrap servers are not known yet")
+        return self.settings.kafka_bootstrap_servers
+
+
+def bootstrap(settings: Settings) -> Hub:
+    """Engine, sessions and catalogue; committed outbox writes wake this process's relay."""
+    assert models.metadata.tables  # every mapper registered before the first query
+    engine = make_engine(settings.resolved_database_url)
+    # Every session carries the master keys, so services can seal and open personal fields.
+    factory = make_session_factory(engine, info={MASTER_KEYS: master_keys_from(settings)})
+    catalogue = load_catalogue()
+    policy = load_policy(catalogue, settings.policy_file)
+    hub = Hub(
+        settings=settings,
+        engine=engine,
+        session_factory=factory,
+        catalogue=catalogue,
+        policy=policy,
+    )
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop("outbox_written", False):
+            hub.outbox_written.set()
+
+    def after_rollback(session: Session) -> None:
+        session.info.pop("outbox_written", None)
+
+    event.listen(factory, "after_commit", after_commit)
+    event.listen(factory, "after_soft_rollback", lambda s, _t: after_rollback(s))
+    return hub
+
+
+def kafka_probe(hub: Hub) -> Any:
+    """A callable telling whether Kafka answers right now."""
+    from hub.kafka.client import probe
+
+    return lambda: probe(hub.bootstrap_servers, timeout=1.0)

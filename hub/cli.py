@@ -1,0 +1,711 @@
+"""The ``hub`` command: run the hub or one of its processes, and administer partners."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from hub import logs, runtime
+from hub.bootstrap import bootstrap, kafka_probe
+from hub.db import unit_of_work
+from hub.errors import HubError
+from hub.settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """Talent Hub: referrals and status between the Amt, UDE, the chambers and the Jobcenter."""
+
+
+@main.command()
+def up() -> None:
+    """Run everything on one machine: broker (unless configured), gateway, relay, consumers."""
+    import uvicorn
+
+    from hub.app import create_app
+
+    base = _settings()
+    with runtime.kafka_for(base) as settings:
+        hub = bootstrap(settings)
+        _first_start(settings, runtime.prepare_database(hub))
+        runtime.record_policy_in_force(hub)
+        from hub.kafka.client import ensure_topics
+
+        ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub))
+        stop = threading.Event()
+        registry = importlib.import_module("consumers.registry")
+        threads = runtime.start_relay(hub, stop)
+        threads += [
+            runtime.start_thread(n, registry.build_runner(n, hub).run, stop) for n in registry.NAMES
+        ]
+        threads += [
+            runtime.start_thread(r.name, r.run, stop) for r in registry.build_delivery_runners(hub)
+        ]
+        threads.append(runtime.start_deadline_scheduler(hub, stop))
+        app = create_app(hub, kafka_check=kafka_probe(hub))
+        click.echo(
+            f"Talent Hub läuft / is running: http://{settings.http_host}:{settings.http_port}"
+            f"  (Kafka {hub.bootstrap_servers}; Ctrl-C stops)",
+            err=True,
+        )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler
+        # that would end the process before the relay, consumers and broker are stopped.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        try:
+            uvicorn.run(
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                access_log=False,
+            )
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=15)
+
+
+@main.command()
+@click.option(
+    "--time-scale",
+    default=0.3,
+    show_default=True,
+    help="Multiplies the simulated partners' delays (1.0: about two minutes).",
+)
+@click.option("--exit-when-done", is_flag=True, help="Stop once every journey has completed.")
+def demo(time_scale: float, exit_when_done: bool) -> None:
+    """Run the hub with simulated partners and play three client journeys."""
+    from hub.demo.runner import Demo
+
+    base = _settings()
+    settings = base.model_copy(
+        update={
+            "data_dir": base.data_dir / "demo",
+            "kafka_bootstrap_servers": None,
+            "database_url": None,
+        }
+    )
+    run = Demo(settings, time_scale=time_scale, say=lambda line: click.echo(line, err=True))
+    signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: run.stop.set())
+    sys.exit(0 if run.run(exit_when_done=exit_when_done) else 1)
+
+
+@main.command()
+def gateway() -> None:
+    """Run only the gateway (partner API and OAuth endpoints)."""
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = _settings()
+    hub = bootstrap(settings)
+    app = create_app(
+        hub, kafka_check=kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
+    )
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+
+
+@main.command()
+def relay() -> None:
+    """Run only the outbox relay."""
+    hub = bootstrap(_needs_kafka(_settings()))
+
+    def run(stop: threading.Event) -> None:
+        threads = runtime.start_relay(hub, stop)
+        while any(t.is_alive() for t in threads):
+            stop.wait(0.5)
+        for thread in threads:
+            thread.join()
+
+    _run_until_signal(run)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["router", "timeline", "inbox", "deadlines", "delivery"]))
+def consume(name: str) -> None:
+    """Run one consumer: router, timeline, inbox, deadlines (with its scheduler), or delivery."""
+    hub = bootstrap(_needs_kafka(_settings()))
+    registry = importlib.import_module("consumers.registry")
+    if name == "deadlines":
+
+        def with_scheduler(stop: threading.Event) -> None:
+            scheduler = runtime.start_deadline_scheduler(hub, stop)
+            registry.build_runner(name, hub).run(stop)
+            scheduler.join(timeout=10)
+
+        _run_until_signal(with_scheduler)
+        return
+    if name != "delivery":
+        _run_until_signal(registry.build_runner(name, hub).run)
+        return
+
+    def deliver(stop: threading.Event) -> None:
+        threads = [
+            runtime.start_thread(r.name, r.run, stop) for r in registry.build_delivery_runners(hub)
+        ]
+        while any(t.is_alive() for t in threads) and not stop.is_set():
+            stop.wait(0.5)
+        for thread in threads:
+            thread.join()
+
+    _run_until_signal(deliver)
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database to the newest schema."""
+    from hub import migrate as migrations
+
+    migrations.upgrade(bootstrap(_settings()).engine)
+    click.echo("database is up to date")
+
+
+@main.group()
+def partners() -> None:
+    """Register and list partners."""
+
+
+@partners.command("add")
+@click.argument("partner_id")
+@click.option("--name", required=True)
+@click.option(
+    "--kind", required=True, type=click.Choice(["authority", "university", "chamber", "jobcenter"])
+)
+@click.option(
+    "--scopes",
+    default="referrals:write referrals:read status:write inbox:read timeline:read",
+    show_default=True,
+    help="Space-separated scopes.",
+)
+@click.option(
+    "--auth",
+    "auth_method",
+    default="client_secret_basic",
+    show_default=True,
+    type=click.Choice(["client_secret_basic", "private_key_jwt"]),
+)
+@click.option(
+    "--jwks",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The partner's public JWKS (for private_key_jwt).",
+)
+def partners_add(
+    partner_id: str, name: str, kind: str, scopes: str, auth_method: str, jwks: Path | None
+) -> None:
+    """Register a partner and print its credentials as JSON."""
+    from hub.partners.service import register_partner
+
+    hub = bootstrap(_settings())
+    runtime.migrate.upgrade(hub.engine)
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            creds = register_partner(
+                session,
+                partner_id=partner_id,
+                name=name,
+                kind=kind,
+                scopes=scopes.split(),
+                auth_method=auth_method,
+                jwks=json.loads(jwks.read_text()) if jwks else None,
+            )
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(json.dumps(creds, indent=2))
+
+
+@partners.command("list")
+def partners_list() -> None:
+    """List registered partners."""
+    from sqlalchemy import select
+
+    from hub.partners.models import Partner
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for p in session.scalars(select(Partner).order_by(Partner.id)):
+            click.echo(f"{p.id:<12} {p.kind:<10} {p.delivery_mode:<5} {p.name}")
+
+
+@partners.command("connect")
+@click.argument("partner_id")
+@click.option("--mode", type=click.Choice(["push", "pull"]), default="push", show_default=True)
+@click.option("--endpoint", "endpoint_url", help="The partner's webhook URL (push).")
+@click.option("--token-endpoint", help="The partner's OAuth token endpoint.")
+@click.option("--client-id", help="Our client id at the partner's authorization server.")
+@click.option("--credential-ref", help="Our client secret there: env:VAR or file:/path.")
+@click.option("--signing-secret-ref", help="HMAC secret for webhook signatures: env: or file:.")
+def partners_connect(partner_id: str, **options: str | None) -> None:
+    """Set how the hub delivers to a partner (push to its endpoint, or pull from its inbox)."""
+    from hub.partners.service import connect_partner
+
+    hub = bootstrap(_settings())
+    config = {k: v for k, v in options.items() if v is not None}
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            partner = connect_partner(session, partner_id=partner_id, config=config)
+            click.echo(json.dumps({"partner_id": partner.id, "connector": partner.connector}))
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo("restart the delivery consumers (hub up, hub consume delivery) to apply", err=True)
+
+
+@main.group()
+def deadletters() -> None:
+    """List and replay dead letters."""
+
+
+@deadletters.command("list")
+@click.option("--partner", help="Only dead letters addressed to this partner.")
+def deadletters_list(partner: str | None) -> None:
+    """Print the dead letters as JSON lines."""
+    from hub.deadletters import service as dlq
+
+    settings = _with_kafka(_settings())
+    for letter in dlq.read_all(settings.kafka_bootstrap_servers or "", settings):
+        if partner is None or letter.recipient == partner:
+            click.echo(json.dumps(letter.summary()))
+
+
+@deadletters.command("replay")
+@click.argument("letter_id", required=False)
+@click.option("--partner", help="Replay every dead letter addressed to this partner.")
+def deadletters_replay(letter_id: str | None, partner: str | None) -> None:
+    """Replay one dead letter by id (partition:offset), or all of a partner's."""
+    from hub.deadletters import service as dlq
+
+    if bool(letter_id) == bool(partner):
+        raise click.UsageError("give either a dead-letter ID or --partner")
+    settings = _with_kafka(_settings())
+    hub = bootstrap(settings)
+    letters = dlq.read_all(settings.kafka_bootstrap_servers or "", settings)
+    try:
+        chosen = (
+            [x for x in letters if x.recipient == partner]
+            if partner
+            else [dlq.find(letters, letter_id or "")]
+        )
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    for letter in chosen:
+        try:
+            with unit_of_work(hub.session_factory) as session:
+                dlq.replay(session, letter=letter, catalogue=hub.catalogue)
+            click.echo(f"replayed {letter.id} ({letter.event_id})")
+        except HubError as exc:
+            click.echo(f"not replayed {letter.id}: {exc.detail}", err=True)
+
+
+@main.group()
+def audit() -> None:
+    """Verify and read the hash-chained audit trail."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check every record's hash and link; exit 1 and name each altered or missing row."""
+    from hub.audit.service import verify
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        report = verify(session)
+    if report.ok:
+        click.echo(f"audit trail intact: {report.checked} records")
+        return
+    for problem in report.problems:
+        click.echo(problem)
+    click.echo(
+        f"audit trail NOT intact: {len(report.problems)} problems in {report.checked} records",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@audit.command("show")
+@click.option("--person", help="Only records about this person (pseudonym).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+def audit_show(person: str | None, limit: int) -> None:
+    """Print the newest audit records as JSON lines, oldest first."""
+    from hub.audit.service import list_records
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for entry in list_records(session, person_id=person, limit=limit):
+            click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+
+
+@main.group()
+def keys() -> None:
+    """Rotate the master keys that wrap the per-person data keys."""
+
+
+@keys.command("rewrap")
+@click.option("--to", "to_kid", required=True, help="A configured master key id (HUB_MASTER_KEYS).")
+def keys_rewrap(to_kid: str) -> None:
+    """Re-wrap every data key under master key KID; print the count."""
+    from hub.privacy.keystore import DbKeyStore, master_keys_from
+
+    settings = _settings()
+    hub = bootstrap(settings)
+    try:
+        master_keys, current = master_keys_from(settings)
+        with unit_of_work(hub.session_factory) as session:
+            count = DbKeyStore(session, master_keys, current).rewrap_all(to_kid)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(count)
+    # Keys minted meanwhile by a process still on the old current key would be missed.
+    click.echo(
+        f"data keys re-wrapped under {to_kid}; once every process runs with "
+        f"HUB_MASTER_KEY_ID={to_kid}, re-run this, then remove the old master keys",
+        err=True,
+    )
+
+
+@main.group()
+def policy() -> None:
+    """The route policy (legal basis, purpose, fields, retention per route)."""
+
+
+@policy.command("show")
+def policy_show() -> None:
+    """Validate the route policy against the catalogue and the registered partners; print it."""
+    from hub.policy.model import PolicyError
+
+    hub = bootstrap(_settings())
+    try:
+        runtime.check_policy(hub)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    p = hub.policy
+    click.echo(f"route policy {p.source}, version {p.version}, {len(p.routes)} routes")
+    for r in p.routes:
+        click.echo(
+            f"- {r.name}: purpose {r.purpose}; legal basis {r.legal_basis}; "
+            f"retention {r.retention_days} days"
+        )
+        click.echo(f"    fields: {', '.join(r.fields)}")
+
+
+@policy.command("record")
+@click.option(
+    "--write",
+    "target",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Renew the generated part of this file (docs/privacy.md).",
+)
+def policy_record(target: Path | None) -> None:
+    """The draft Art. 30 record of processing, generated from the policy."""
+    from hub.policy import record
+
+    hub = bootstrap(_settings())
+    generated = record.render(hub.policy, hub.catalogue)
+    if target is None:
+        click.echo(generated)
+        return
+    target.write_text(record.replace_in(target, generated), encoding="utf-8")
+    click.echo(f"updated {target}")
+
+
+@main.group()
+def consent() -> None:
+    """Record, show and withdraw a person's consent."""
+
+
+@consent.command("record")
+@click.argument("person_id")
+@click.option("--purpose", required=True)
+@click.option("--partners", required=True, help="Comma-separated partner ids covered.")
+@click.option("--granted-on", required=True, help="YYYY-MM-DD")
+@click.option("--evidence", required=True, help="Where the signed consent is kept.")
+@click.option("--language", required=True, help="Language of the notice given (BCP 47).")
+def consent_record(
+    person_id: str, purpose: str, partners: str, granted_on: str, evidence: str, language: str
+) -> None:
+    """Record a consent given at the Talent Center desk."""
+    from datetime import date
+
+    from hub.consent import service as consents
+
+    hub = bootstrap(_settings())
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            c = consents.grant(
+                session,
+                person_id=person_id,
+                purpose=purpose,
+                partners=[p.strip() for p in partners.split(",") if p.strip()],
+                granted_on=date.fromisoformat(granted_on),
+                evidence_reference=evidence,
+                notice_language=language,
+                by="cli:consent",
+            )
+            click.echo(
+                json.dumps(
+                    {
+                        "id": c.id,
+                        "person_id": c.person_id,
+                        "purpose": c.purpose,
+                        "partners": c.partners,
+                    }
+                )
+            )
+    except (HubError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "detail", str(exc))) from exc
+
+
+@consent.command("show")
+@click.argument("person_id")
+def consent_show(person_id: str) -> None:
+    """A person's consents, withdrawn ones included, as JSON lines."""
+    from hub.consent import service as consents
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for c in consents.for_person(session, person_id=person_id):
+            click.echo(
+                json.dumps(
+                    {
+                        "id": c.id,
+                        "purpose": c.purpose,
+                        "partners": c.partners,
+                        "granted_on": c.granted_on.isoformat(),
+                        "evidence": c.evidence_reference,
+                        "language": c.notice_language,
+                        "active": c.withdrawn_at is None,
+                    }
+                )
+            )
+
+
+@consent.command("withdraw")
+@click.argument("consent_id")
+def consent_withdraw(consent_id: str) -> None:
+    """Withdraw a consent; events not yet routed under it are held."""
+    from hub.consent import service as consents
+
+    hub = bootstrap(_settings())
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            consents.withdraw(session, consent_id=consent_id, by="cli:consent", partner=False)
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"withdrawn {consent_id}")
+
+
+@main.group()
+def holds() -> None:
+    """Deliveries the router held back (policy or consent), and releasing them."""
+
+
+@holds.command("list")
+@click.option("--person", help="Only this person's.")
+def holds_list(person: str | None) -> None:
+    """Held deliveries with their reasons, as JSON lines."""
+    from hub.routing import service as routing
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for h in routing.pending_holds(session, person_id=person):
+            click.echo(
+                json.dumps(
+                    {
+                        "event_id": h.event_id,
+                        "recipient": h.recipient,
+                        "referral_id": h.referral_id,
+                        "person_id": h.person_id,
+                        "reason": h.reason,
+                        "held_at": h.held_at.isoformat(),
+                    }
+                )
+            )
+
+
+@holds.command("release")
+@click.option("--person", help="Only this person's holds.")
+def holds_release(person: str | None) -> None:
+    """Route held deliveries whose policy and consent allow it now; report the others."""
+    from hub.routing import service as routing
+
+    hub = bootstrap(_settings())
+    with unit_of_work(hub.session_factory) as session:
+        for h in routing.pending_holds(session, person_id=person):
+            why = routing.release(session, hold=h, policy=hub.policy, settings=hub.settings)
+            click.echo(
+                f"{h.event_id} -> {h.recipient}: "
+                + ("released" if why is None else f"still held ({why})")
+            )
+
+
+@main.group()
+def deadlines() -> None:
+    """Deadline clocks: overdue counts and the digest."""
+
+
+@deadlines.command("overdue")
+def deadlines_overdue() -> None:
+    """Overdue clocks per performing partner and referral type."""
+    from hub.db import utcnow
+    from hub.deadlines.service import overdue_counts
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for partner, rtype, count in overdue_counts(session, now=utcnow()):
+            click.echo(f"{partner:<12} {rtype:<36} {count}")
+
+
+@deadlines.command("digest")
+def deadlines_digest() -> None:
+    """Send (or, without SMTP, write) today's digest to each partner with deadlines."""
+    from hub.db import utcnow
+    from hub.deadlines import digest
+
+    hub = bootstrap(_settings())
+    now = utcnow()
+    with hub.session_factory() as session:
+        texts = digest.compose(session, now=now)
+    for where in digest.send(texts, settings=hub.settings, now=now):
+        click.echo(where)
+
+
+@main.group()
+def people() -> None:
+    """A person's data: the Art. 15 export."""
+
+
+@people.command("erase")
+@click.argument("person_id")
+@click.option(
+    "--reason",
+    required=True,
+    type=click.Choice(
+        ["request-art-17", "retention-expired", "unlawful-processing", "court-order"]
+    ),
+)
+def people_erase(person_id: str, reason: str) -> None:
+    """Erase a person: delete the data key (crypto-shredding) and tombstone the projections."""
+    from hub.privacy.service import erase_person
+
+    hub = bootstrap(_settings())
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            erase_person(
+                session,
+                person_id=person_id,
+                reason=reason,
+                by="cli:erase",
+                topic=hub.settings.topic_events,
+            )
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"erased {person_id}")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="List what would be shredded; change nothing.")
+def retention(dry_run: bool) -> None:
+    """Shred what outlived the retention period of its route (hub/policy/routes.v1.yaml)."""
+    from hub.db import utcnow
+    from hub.privacy import retention as job
+
+    hub = bootstrap(_settings())
+    with unit_of_work(hub.session_factory) as session:
+        if dry_run:
+            items = job.due(session, policy=hub.policy, now=utcnow())
+        else:
+            items = job.shred(
+                session, policy=hub.policy, now=utcnow(), topic=hub.settings.topic_events
+            )
+    for item in items:
+        click.echo(
+            json.dumps(
+                {
+                    "referral_id": item.referral_id,
+                    "person_id": item.person_id,
+                    "route": item.route,
+                    "ended": item.ended.isoformat(),
+                    "erase_person": item.erase_person,
+                    "action": "would shred" if dry_run else "shredded",
+                }
+            )
+        )
+    click.echo(f"{len(items)} referral(s) {'due' if dry_run else 'shredded'}", err=True)
+
+
+@people.command("export")
+@click.argument("person_id")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+)
+def people_export(person_id: str, out_dir: Path) -> None:
+    """Write the Art. 15 report as JSON and as a German HTML page."""
+    from hub.privacy.export import export_person, render_html
+
+    hub = bootstrap(_settings())
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            report = export_person(session, person_id=person_id, by="cli:export")
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"auskunft-{person_id}.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False)
+    )
+    (out_dir / f"auskunft-{person_id}.html").write_text(render_html(report), encoding="utf-8")
+    click.echo(f"{out_dir / f'auskunft-{person_id}.json'}")
+    click.echo(f"{out_dir / f'auskunft-{person_id}.html'}")
+
+
+def _with_kafka(settings: Settings) -> Settings:
+    try:
+        return runtime.running_kafka(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _needs_kafka(settings: Settings) -> Settings:
+    if not settings.kafka_bootstrap_servers:
+        raise click.ClickException("set HUB_KAFKA_BOOTSTRAP_SERVERS (hub up starts its own broker)")
+    return settings
+
+
+def _first_start(settings: Settings, creds: list[dict[str, object]]) -> None:
+    if not creds:
+        return
+    path = runtime.store_credentials(settings, creds)
+    click.echo("Partner registriert / partners registered:", err=True)
+    for c in creds:
+        click.echo(
+            f"  {c['partner_id']:<10} client_id={c['client_id']} "
+            f"client_secret={c.get('client_secret')}",
+            err=True,
+        )
+    click.echo(f"Zugangsdaten gespeichert in / credentials stored in {path}", err=True)
+
+
+def _run_until_signal(target: Callable[[threading.Event], None]) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        target(stop)
+    except Exception as exc:
+        click.echo(f"stopped: {exc}", err=True)
+        sys.exit(1)

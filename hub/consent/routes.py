@@ -1,0 +1,77 @@
+"""Partner API: a person's consents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+
+from hub.api.deps import SessionDep, caller
+from hub.api.problems import PROBLEM_RESPONSES
+from hub.consent import service
+from hub.consent.models import Consent
+from hub.partners.models import Partner
+from schemas.messages import ConsentCreate, ConsentView
+
+router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
+
+
+@router.post(
+    "/v1/consents",
+    status_code=201,
+    response_model=ConsentView,
+    summary="Record a consent the person gave",
+)
+def record_consent(
+    body: ConsentCreate,
+    session: SessionDep,
+    partner: Annotated[Partner, Depends(caller("consent:write"))],
+) -> ConsentView:
+    """Purpose, partners covered, date, evidence reference and language of the notice."""
+    return view_of(service.record(session, body=body, by=partner))
+
+
+@router.get(
+    "/v1/people/{person_id}/consents",
+    response_model=list[ConsentView],
+    summary="A person's consents",
+)
+def list_consents(
+    person_id: Annotated[str, Path(max_length=70)],
+    session: SessionDep,
+    partner: Annotated[Partner, Depends(caller("consent:read"))],
+) -> list[ConsentView]:
+    """Consents you recorded or that cover you, withdrawn ones included."""
+    return [view_of(c) for c in service.visible_to(session, person_id=person_id, viewer=partner.id)]
+
+
+@router.post(
+    "/v1/consents/{consent_id}/withdraw", response_model=ConsentView, summary="Withdraw a consent"
+)
+def withdraw_consent(
+    consent_id: UUID,
+    session: SessionDep,
+    partner: Annotated[Partner, Depends(caller("consent:write"))],
+) -> ConsentView:
+    """From now on, flows that rely on it stop; events not yet routed are held."""
+    return view_of(service.withdraw(session, consent_id=str(consent_id), by=partner.id))
+
+
+def view_of(consent: Consent) -> ConsentView:
+    """The API view of a consent."""
+    return ConsentView(
+        id=UUID(consent.id),
+        person_id=consent.person_id,
+        purpose=consent.purpose,
+        partners=consent.partners,
+        granted_on=consent.granted_on,
+        evidence_reference=consent.evidence_reference,
+        notice_language=consent.notice_language,
+        shared_with_purposes=consent.shared_with_purposes or [],
+        recorded_by=consent.recorded_by,
+        recorded_at=consent.recorded_at,
+        withdrawn_at=consent.withdrawn_at,
+        withdrawn_by=consent.withdrawn_by,
+        active=consent.withdrawn_at is None,
+    )

@@ -1,0 +1,275 @@
+"""``hub demo``: the hub with a simulated system per partner, playing client journeys.
+
+Everything runs in this process on loopback: the embedded broker, the gateway, relay,
+consumers and push delivery, and five partner simulators with their own OAuth servers that
+answer with realistic status progressions through the hub's API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import uvicorn
+
+from connectors.simulator import HubClient, SimulatorServer
+from hub import runtime
+from hub.app import create_app
+from hub.bootstrap import Hub, bootstrap, kafka_probe
+from hub.db import unit_of_work
+from hub.demo.journeys import Journey, Step, all_journeys
+from hub.kafka.client import ensure_topics
+from hub.partners.service import connect_partner
+from hub.settings import Settings
+from schemas.lifecycle import TERMINAL, Status
+
+KINDS = {
+    "amt": "authority",
+    "ude": "university",
+    "ihk-fosa": "chamber",
+    "hwk": "chamber",
+    "jobcenter": "jobcenter",
+}
+
+
+class Demo:
+    """One demo run; ``say`` receives the progress lines."""
+
+    def __init__(
+        self, settings: Settings, *, time_scale: float, say: Callable[[str], None]
+    ) -> None:
+        self.base_settings = settings
+        self.time_scale = time_scale
+        self.say = say
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.sims: list[SimulatorServer] = []
+        self.creds: dict[str, dict[str, Any]] = {}
+        self.url = f"http://{settings.http_host}:{settings.http_port}"
+
+    def run(self, *, exit_when_done: bool) -> bool:
+        """Play every journey; True when all completed. Stays up until stopped unless told."""
+        # Demo data is throw-away: each run starts from an empty data directory.
+        shutil.rmtree(self.base_settings.data_dir, ignore_errors=True)
+        with runtime.kafka_for(self.base_settings) as settings:
+            hub = bootstrap(settings)
+            self.creds = {c["partner_id"]: c for c in runtime.prepare_database(hub)}
+            runtime.store_credentials(settings, list(self.creds.values()))
+            runtime.record_policy_in_force(hub)
+            ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub))
+            server = self._serve(hub)
+            try:
+                self._start_partners(hub)
+                self._start_workers(hub)
+                done = self._play(all_journeys())
+                if not exit_when_done:
+                    self.say("Ctrl-C beendet die Demo / Ctrl-C stops the demo")
+                    self.stop.wait()
+                return done
+            finally:
+                self._shutdown(server)
+
+    def _serve(self, hub: Hub) -> uvicorn.Server:
+        app = create_app(hub, kafka_check=kafka_probe(hub))
+        config = uvicorn.Config(
+            app,
+            host=hub.settings.http_host,
+            port=hub.settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.say(f"Hub: {self.url}  (API: {self.url}/docs)")
+        return server
+
+    def _start_partners(self, hub: Hub) -> None:
+        with unit_of_work(hub.session_factory) as session:
+            for pid, kind in KINDS.items():
+                sim = self._simulator(pid, kind)
+                connect_partner(session, partner_id=pid, config=sim)
+        self.say(f"{len(KINDS)} Partnersysteme simuliert / partner systems simulated")
+
+    def _simulator(self, partner_id: str, kind: str) -> dict[str, Any]:
+        client_id, secret, signing = (
+            f"talent-hub-{partner_id}",
+            secrets.token_urlsafe(24),
+            secrets.token_urlsafe(24),
+        )
+        own = self.creds[partner_id]
+        app = importlib.import_module(f"connectors.{kind}.simulator").build(
+            time_scale=self.time_scale,
+            client_id=client_id,
+            client_secret=secret,
+            signing_secret=signing,
+            hub=HubClient(self.url, own["client_id"], own["client_secret"]),
+        )
+        server = SimulatorServer(app).start()
+        self.sims.append(server)
+        self.say(f"  {partner_id:<10} {server.url}/webhook")
+        return {
+            "mode": "push",
+            "endpoint_url": f"{server.url}/webhook",
+            "token_endpoint": f"{server.url}/oauth/token",
+            "client_id": client_id,
+            "credential_ref": f"value:{secret}",
+            "signing_secret_ref": f"value:{signing}",
+        }
+
+    def _start_workers(self, hub: Hub) -> None:
+        registry = importlib.import_module("consumers.registry")
+        self.threads += runtime.start_relay(hub, self.stop)
+        self.threads += [
+            runtime.start_thread(n, registry.build_runner(n, hub).run, self.stop)
+            for n in registry.NAMES
+        ]
+        self.threads += [
+            runtime.start_thread(r.name, r.run, self.stop)
+            for r in registry.build_delivery_runners(hub)
+        ]
+        self.threads.append(runtime.start_deadline_scheduler(hub, self.stop))
+
+    def _play(self, journeys: list[Journey]) -> bool:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            api = _Api(http, self.creds)
+            deadline = time.monotonic() + max(120.0, 600 * self.time_scale)
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                finished = [self._advance(api, j) for j in journeys]  # all move each tick
+                if all(finished):
+                    self._summary(api, journeys)
+                    return True
+                self.stop.wait(0.5)
+        self.say("Nicht alle Fallverläufe wurden abgeschlossen / not all journeys completed")
+        return False
+
+    def _advance(self, api: _Api, journey: Journey) -> bool:
+        """Move a journey on; True once its last step has ended."""
+        self._watch_follow_up(api, journey)
+        index = len(journey.referral_ids)
+        if index and not self._ended(api, journey, journey.referral_ids[-1]):
+            return False
+        if index == len(journey.steps):
+            return not (journey.partial_equivalence and not journey.follow_ups)
+        step = journey.steps[index]
+        rid, person_id = api.request(step, journey)
+        journey.referral_ids.append(rid)
+        journey.person_id = journey.person_id or person_id
+        self.say(f"[{journey.name}] {step.label}: {step.requester} -> angefragt / requested")
+        return False
+
+    def _ended(self, api: _Api, journey: Journey, rid: str) -> bool:
+        index = len(journey.referral_ids) - 1
+        step = journey.steps[index]
+        view = api.get(step.requester, f"/v1/referrals/{rid}")
+        status = Status(view["status"])
+        mark = (rid, status.value, view["business_status"])
+        if mark not in journey.seen:
+            journey.seen.add(mark)
+            if status != Status.REQUESTED:
+                self.say(
+                    f"[{journey.name}] {step.label}: {status.value}"
+                    + (f" ({view['business_status']})" if view["business_status"] else "")
+                )
+        if view["business_status"] == "DECISION_PARTIAL_EQUIVALENCE":
+            journey.partial_equivalence = True
+        return status in TERMINAL
+
+    def _watch_follow_up(self, api: _Api, journey: Journey) -> None:
+        """The chamber's simulator asks the Amt for the adaptation qualification by itself."""
+        if not journey.partial_equivalence or journey.follow_ups:
+            return
+        page = api.get("amt", "/v1/referrals?type=recognition.adaptation&role=performer")
+        for item in page["items"]:
+            if item["person_id"] == journey.person_id:
+                journey.follow_ups.append(item["id"])
+                self.say(
+                    f"[{journey.name}] {item['requester']} -> amt: Anpassungsqualifizierung"
+                    " / adaptation qualification requested (partial equivalence)"
+                )
+
+    def _summary(self, api: _Api, journeys: list[Journey]) -> None:
+        self.say("Alle Fallverläufe abgeschlossen / all journeys completed")
+        for journey in journeys:
+            requester = journey.steps[0].requester
+            timeline = api.get(requester, f"/v1/people/{journey.person_id}/timeline")
+            partners = sorted({e["source_partner"] for e in timeline["entries"]})
+            self.say(
+                f"  {journey.name}: person {journey.person_id}, "
+                f"{len(timeline['entries'])} timeline entries from {', '.join(partners)}"
+            )
+            self.say(
+                f"    {self.url}/v1/people/{journey.person_id}/timeline (token of {requester})"
+            )
+
+    def _shutdown(self, server: uvicorn.Server) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+        for sim in self.sims:
+            sim.stop()
+        server.should_exit = True
+
+
+class DemoError(RuntimeError):
+    """The hub refused a step of a journey (the text says why)."""
+
+
+class _Api:
+    """The demo's partner-side HTTP calls, each with that partner's own token."""
+
+    def __init__(self, http: httpx.Client, creds: dict[str, dict[str, Any]]) -> None:
+        self.http = http
+        self.creds = creds
+        self.tokens: dict[str, str] = {}
+
+    def _auth(self, partner: str) -> dict[str, str]:
+        if partner not in self.tokens:
+            c = self.creds[partner]
+            r = self.http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(c["client_id"], c["client_secret"]),
+            )
+            r.raise_for_status()
+            self.tokens[partner] = r.json()["access_token"]
+        return {"Authorization": f"Bearer {self.tokens[partner]}"}
+
+    def get(self, partner: str, path: str) -> dict[str, Any]:
+        r = self.http.get(path, headers=self._auth(partner))
+        r.raise_for_status()
+        return dict(r.json())
+
+    def request(self, step: Step, journey: Journey) -> tuple[str, str]:
+        if step.native is not None and step.native_kind:
+            result = self.native(step.requester, step.native_kind, step.native)
+            return result["id"], result["person_id"]
+        person = {"id": journey.person_id} if journey.person_id else journey.person
+        r = self.http.post(
+            "/v1/referrals",
+            json={**(step.body or {}), "person": person},
+            headers=self._auth(step.requester),
+        )
+        _check(r, f"{step.requester}: {step.label}")
+        return r.json()["id"], r.json()["person_id"]
+
+    def native(self, partner: str, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        r = self.http.post(
+            f"/v1/connectors/{kind}/messages", json=message, headers=self._auth(partner)
+        )
+        _check(r, f"{partner}: {kind} message")
+        return dict(r.json()["operations"][0])
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    if response.is_error:
+        raise DemoError(f"{what} refused ({response.status_code}): {response.text}")

@@ -1,0 +1,96 @@
+"""One error family: each error knows its HTTP status and its problem ``type`` (RFC 9457)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://talenthub.duisburg.de/problems/"
+
+
+class HubError(Exception):
+    """Base of every expected failure; rendered as an RFC 9457 problem document."""
+
+    status: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def type_uri(self) -> str:
+        """The stable problem type URI."""
+        return PROBLEM_BASE + self.slug
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem document for this error."""
+        doc: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            doc["instance"] = instance
+        doc.update(self.extensions)
+        return doc
+
+
+class MalformedRequest(HubError):
+    status, slug, title = 400, "malformed-request", "Malformed request"
+
+
+class InvalidInput(HubError):
+    status, slug, title = 422, "invalid-input", "Invalid input"
+
+
+class Unauthenticated(HubError):
+    status, slug, title = 401, "unauthenticated", "Authentication failed"
+
+
+class InvalidClient(HubError):
+    """OAuth client authentication failed at the token endpoint (RFC 6749 §5.2)."""
+
+    status, slug, title = 401, "invalid-client", "Client authentication failed"
+
+
+class InvalidGrant(HubError):
+    status, slug, title = 400, "invalid-grant", "Invalid grant request"
+
+
+class Forbidden(HubError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class ConsentRequired(HubError):
+    status, slug, title = 403, "consent-required", "Consent required"
+
+
+class InsufficientScope(HubError):
+    status, slug, title = 403, "insufficient-scope", "Insufficient scope"
+
+
+class NotFound(HubError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(HubError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class IllegalTransition(HubError):
+    status, slug, title = 409, "illegal-transition", "Illegal status transition"
+
+
+class IdempotencyConflict(HubError):
+    status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused"
+
+
+class PayloadTooLarge(HubError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(HubError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"

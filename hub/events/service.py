@@ -1,0 +1,39 @@
+"""Building events and recording which consumer has applied which one."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.events.models import ProcessedEvent
+from schemas.cloudevents import CloudEventAttributes
+from schemas.messages import EventData
+
+DATASCHEMA_BASE = "https://talenthub.duisburg.de/schemas/"
+
+
+def attributes_for(event_type: str, data: EventData) -> CloudEventAttributes:
+    """The CloudEvents attributes of an event, derived from its data."""
+    name = event_type.removeprefix("de.duisburg.talenthub.")
+    return CloudEventAttributes(
+        id=str(data.event_id),
+        source=f"/partners/{data.acting_partner}",
+        type=event_type,
+        subject=str(data.referral_id) if data.referral_id else None,
+        time=data.occurred_at,
+        dataschema=f"{DATASCHEMA_BASE}{name}.json",
+        partitionkey=data.person_id,
+    )
+
+
+def already_processed(session: Session, *, consumer: str, event_id: str) -> bool:
+    """True when ``consumer`` has already applied the event."""
+    stmt = select(ProcessedEvent.event_id).where(
+        ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
+    )
+    return session.execute(stmt).first() is not None
+
+
+def mark_processed(session: Session, *, consumer: str, event_id: str) -> None:
+    """Record the event as applied, in the same transaction as its effect."""
+    session.add(ProcessedEvent(consumer=consumer, event_id=event_id))

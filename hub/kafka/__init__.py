@@ -1,0 +1,1 @@
+"""Kafka plumbing: embedded broker, client factories, CloudEvents header codec."""

@@ -1,0 +1,175 @@
+"""Kafka client factories, topic creation and a protocol-level liveness probe."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+from typing import Any, Literal
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError, for_code
+
+log = logging.getLogger(__name__)
+
+_API_VERSIONS_KEY = 18
+_PROBE_CLIENT_ID = b"talent-hub-probe"
+
+
+BrokerState = Literal["answers", "silent", "gone"]
+
+
+def probe(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+    """Return True if any bootstrap server answers a Kafka ApiVersions request in time."""
+    return broker_state(bootstrap_servers, timeout) == "answers"
+
+
+def broker_state(bootstrap_servers: str, timeout: float = 1.0) -> BrokerState:
+    """How the bootstrap servers respond to a Kafka ApiVersions request.
+
+    ``answers``: at least one answered in time. ``gone``: every one refused the connection,
+    so no broker process is listening (whatever it had received but not acknowledged died
+    with it). ``silent``: anything else, e.g. a frozen broker whose kernel still accepts
+    connections, or a network that drops packets.
+    """
+    deadline = time.monotonic() + timeout
+    servers = _split_servers(bootstrap_servers)
+    refused = 0
+    for server in servers:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            if _api_versions_ok(server, remaining):
+                return "answers"
+        except ConnectionRefusedError:
+            refused += 1
+        except (OSError, ValueError, struct.error):
+            continue
+    return "gone" if servers and refused == len(servers) else "silent"
+
+
+def _split_servers(bootstrap_servers: str) -> list[tuple[str, int]]:
+    servers = []
+    for item in bootstrap_servers.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if host and port.isdigit():
+            servers.append((host.strip("[]"), int(port)))
+    return servers
+
+
+def _api_versions_ok(server: tuple[str, int], timeout: float) -> bool:
+    correlation_id = int(time.monotonic_ns() & 0x7FFFFFFF)
+    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(_PROBE_CLIENT_ID))
+    body += _PROBE_CLIENT_ID
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(server, timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        header = _recv_exact(sock, 8, deadline)
+    size, answered_id = struct.unpack(">ii", header)
+    return size >= 4 and answered_id == correlation_id
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("probe timed out")
+        sock.settimeout(remaining)
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def make_producer(
+    bootstrap_servers: str, *, client_id: str = "talent-hub", **overrides: Any
+) -> KafkaProducer:
+    """Build an idempotent, acks=all producer of raw bytes."""
+    # Explicit enable_idempotence makes a conflicting override raise instead of silently
+    # turning idempotence off (kafka-python 3, KIP-679).
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 2,
+        "max_in_flight_requests_per_connection": 5,
+        "request_timeout_ms": 5000,
+        "max_block_ms": 5000,
+        "delivery_timeout_ms": 15000,
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(
+    bootstrap_servers: str,
+    *,
+    group_id: str,
+    topics: list[str],
+    session_timeout_ms: int = 6000,
+    client_id: str = "talent-hub",
+    **overrides: Any,
+) -> KafkaConsumer:
+    """Build a manually committing group consumer subscribed to the given topics."""
+    # The embedded broker's group join waits about half the session timeout, so keep it short.
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
+        "max_poll_records": 500,
+    }
+    config.update(overrides)
+    consumer = KafkaConsumer(**config)
+    consumer.subscribe(topics=topics)
+    return consumer
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    *,
+    timeout: float = 15.0,
+    replication_factor: int = 1,
+) -> None:
+    """Create any missing topics with the given partition counts; existing ones are left alone."""
+    timeout_ms = int(timeout * 1000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="talent-hub-admin",
+        request_timeout_ms=timeout_ms,
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: n for name, n in topics.items() if name not in existing}
+        if missing:
+            _create(admin, missing, replication_factor, timeout_ms)
+        admin.wait_for_topics(list(topics), timeout_ms=timeout_ms)
+    finally:
+        admin.close()
+
+
+def _create(
+    admin: KafkaAdminClient, topics: dict[str, int], replication_factor: int, timeout_ms: int
+) -> None:
+    spec = {
+        name: {"num_partitions": n, "replication_factor": replication_factor}
+        for name, n in topics.items()
+    }
+    result = admin.create_topics(spec, timeout_ms=timeout_ms, raise_errors=False)
+    for topic in result["topics"]:
+        error = for_code(topic["error_code"])
+        # Another process may have created it between our list and our create.
+        if topic["error_code"] == 0 or error is TopicAlreadyExistsError:
+            continue
+        raise error(f"creating topic {topic['name']}: {topic.get('error_message')}")
+    log.info("kafka.topics_created", extra={"topics": sorted(topics)})

@@ -1,0 +1,205 @@
+"""The relay: moves committed outbox rows to Kafka, in order, and marks them published.
+
+Rules that keep "nothing lost, nothing twice" (design §13):
+- a row is marked published only after the broker acknowledged it (``acks=all``);
+- while the broker does not answer, the relay keeps waiting on the *same* idempotent
+  producer: its retries carry the same producer id and sequence numbers, so the broker
+  drops a request it already has (a paused broker still holds requests in its socket
+  buffers, and a fresh producer re-sending them would write them twice);
+- when every broker refuses connections, no broker process is left to hold those requests:
+  the producer is replaced at once, before a restarted broker can meet its stale producer id
+  and sequence numbers (an in-memory broker forgets them, and a reset sequence can then be
+  taken for a duplicate and acknowledged without being written); the unmarked rows are
+  re-sent by a fresh producer, and a restarted Kafka broker that had already written some of
+  them before dying yields repeats that consumers drop;
+- when the broker answers again but the producer is stuck or failed, it is replaced too;
+- if a send fails, only rows before the first failure are marked, so a person's events are
+  re-sent in order; consumers drop any repeat by event id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import unit_of_work, utcnow
+from hub.kafka.client import BrokerState
+from hub.outbox.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+FLUSH_WAIT_SECONDS = 2.0
+#: How long an answering broker may leave a send unacknowledged before the producer is
+#: considered broken (after a broker restart it would otherwise wait for ever).
+STUCK_PRODUCER_SECONDS = 15.0
+
+
+class BrokerGone(RuntimeError):
+    """Every broker refused the connection while sends were unacknowledged."""
+
+
+class Relay:
+    """Publishes outbox rows; one instance per process, run in its own thread."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        producer_factory: Callable[[], Any],
+        ensure_topics: Callable[[set[str]], None],
+        broker_state: Callable[[], BrokerState],
+        batch_size: int,
+        poll_interval: float,
+        wakeup: threading.Event | None = None,
+    ) -> None:
+        self._sessions = session_factory
+        self._producer_factory = producer_factory
+        self._ensure_topics = ensure_topics
+        self._broker_state = broker_state
+        self._stop = threading.Event()
+        self._known_topics: set[str] = set()
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self.wakeup = wakeup or threading.Event()
+        self._producer: Any = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until ``stop`` is set; back off while Kafka is unreachable."""
+        self._stop = stop
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                published = self.publish_batch()
+                backoff = 0.0
+            except Exception as exc:
+                self._drop_producer()
+                self._known_topics.clear()  # a restarted broker may have lost them
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.warning("relay.publish_failed", extra={"error": repr(exc), "retry_in": backoff})
+                stop.wait(backoff)
+                continue
+            if published < self._batch_size:
+                self._idle(stop)
+        self._drop_producer()
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait for a commit signal or the poll interval, whichever is first; stop promptly."""
+        deadline = time.monotonic() + self._poll_interval
+        while not stop.is_set() and not self.wakeup.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.wakeup.wait(min(remaining, 0.5))
+        self.wakeup.clear()
+
+    def publish_batch(self) -> int:
+        """Send one batch of unpublished rows; return how many there were."""
+        if self._holds_locks():
+            # PostgreSQL: row locks (SKIP LOCKED) let several relays share the outbox; they
+            # block no inserts, so holding them while Kafka answers is harmless.
+            with unit_of_work(self._sessions) as session:
+                rows = self._claim(session, lock=True)
+                sent = self._send(rows)
+                _mark(session, sent)
+        else:
+            # SQLite has a single writer lock: never hold it while waiting for the broker.
+            with unit_of_work(self._sessions) as session:
+                rows = self._claim(session, lock=False)
+            sent = self._send(rows)
+            if sent:
+                with unit_of_work(self._sessions) as session:
+                    _mark(session, sent)
+        if len(sent) < len(rows):
+            raise RuntimeError(f"published {len(sent)} of {len(rows)} outbox rows")
+        return len(rows)
+
+    def _holds_locks(self) -> bool:
+        bind = self._sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    def _claim(self, session: Session, *, lock: bool) -> list[OutboxEvent]:
+        stmt = (
+            select(OutboxEvent)
+            .where(OutboxEvent.published_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(self._batch_size)
+        )
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(session.scalars(stmt))
+
+    def _ensure(self, topics: set[str]) -> None:
+        missing = topics - self._known_topics
+        if missing:
+            self._ensure_topics(missing)
+            self._known_topics |= missing
+
+    def _send(self, rows: list[OutboxEvent]) -> list[OutboxEvent]:
+        if not rows:
+            return []
+        self._ensure({row.topic for row in rows})
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        futures = [
+            self._producer.send(
+                row.topic,
+                key=row.key.encode() if row.key else None,
+                value=row.value.encode(),
+                headers=[(name, value.encode()) for name, value in row.headers],
+            )
+            for row in rows
+        ]
+        self._wait_for_acks(futures)
+        sent: list[OutboxEvent] = []
+        for row, future in zip(rows, futures, strict=True):
+            try:
+                future.get(timeout=0)
+            except Exception as exc:
+                log.warning(
+                    "relay.send_failed", extra={"event_id": row.event_id, "error": repr(exc)}
+                )
+                break
+            sent.append(row)
+        return sent
+
+    def _wait_for_acks(self, futures: list[Any]) -> None:
+        answering_since: float | None = None
+        while not all(f.is_done for f in futures):
+            if self._stop.is_set():
+                raise RuntimeError("stopping with unacknowledged sends")
+            try:
+                self._producer.flush(timeout=FLUSH_WAIT_SECONDS)
+                continue
+            except Exception as exc:
+                log.info("relay.waiting_for_broker", extra={"error": repr(exc)})
+            state = self._broker_state()
+            if state == "gone":
+                raise BrokerGone("no broker is listening; replacing the producer")
+            if state == "silent":
+                answering_since = None
+                continue
+            answering_since = answering_since or time.monotonic()
+            if time.monotonic() - answering_since > STUCK_PRODUCER_SECONDS:
+                raise RuntimeError("broker answers but the producer is stuck; replacing it")
+
+    def _drop_producer(self) -> None:
+        if self._producer is not None:
+            # A broken producer may fail to close; it is being discarded anyway.
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=1)
+            self._producer = None
+
+
+def _mark(session: Session, rows: list[OutboxEvent]) -> None:
+    if rows:
+        ids = [r.id for r in rows]
+        session.execute(
+            update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(published_at=utcnow())
+        )

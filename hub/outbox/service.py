@@ -1,0 +1,54 @@
+"""Writing events into the outbox, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from hub.kafka.cloudevents import to_headers
+from hub.outbox.models import OutboxEvent
+from schemas.cloudevents import CloudEventAttributes
+
+NOTIFY_CHANNEL = "hub_outbox"
+
+
+def add_event(
+    session: Session, *, topic: str, attrs: CloudEventAttributes, data: BaseModel
+) -> OutboxEvent:
+    """Stage an event for publication; it leaves only if the transaction commits."""
+    row = OutboxEvent(
+        event_id=attrs.id,
+        topic=topic,
+        key=attrs.partitionkey,
+        headers=[[name, value.decode()] for name, value in to_headers(attrs)],
+        value=data.model_dump_json(),
+    )
+    return add_row(session, row)
+
+
+def add_json(
+    session: Session, *, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]
+) -> OutboxEvent:
+    """Stage an event whose data is already a JSON object (e.g. a recipient's projection)."""
+    row = OutboxEvent(
+        event_id=attrs.id,
+        topic=topic,
+        key=attrs.partitionkey,
+        headers=[[name, value.decode()] for name, value in to_headers(attrs)],
+        value=json.dumps(data, separators=(",", ":")),
+    )
+    return add_row(session, row)
+
+
+def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
+    """Stage a prepared outbox row (e.g. a replayed dead letter)."""
+    session.add(row)
+    session.info["outbox_written"] = True
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit, so a relay in another process wakes at once, not on its poll.
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return row

@@ -1,0 +1,53 @@
+"""The draft record of processing activities (GDPR Art. 30), generated from the route policy.
+
+docs/privacy.md carries the generated part between two markers; a test fails when it
+drifts from the policy, and ``hub policy record --write docs/privacy.md`` renews it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.policy.model import Policy
+from schemas.catalogue import Catalogue
+
+BEGIN = "<!-- BEGIN generated from the route policy: hub policy record -->"
+END = "<!-- END generated -->"
+
+PURPOSES_DE = {
+    "residence": "Aufenthaltsrecht",
+    "counselling": "Beratung (freiwillig)",
+    "education": "Studium",
+    "employment": "Arbeitsmarktintegration",
+    "recognition": "Anerkennung von Berufsqualifikationen",
+}
+
+
+def render(policy: Policy, catalogue: Catalogue) -> str:
+    """The generated markdown: one row per data flow."""
+    lines = [
+        BEGIN,
+        f"Policy `{policy.source}`, version {policy.version}, SHA-256 `{policy.digest[:16]}…`.",
+        "",
+        "| # | Übermittlung (von → an) | Vorgang | Zweck | Rechtsgrundlage | Datenkategorien "
+        "an den Empfänger | Löschfrist |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(policy.routes, 1):
+        title = catalogue.types[r.type].title
+        fields = ", ".join(f"`{f}`" for f in r.fields)
+        basis = "Einwilligung (Art. 6 Abs. 1 lit. a DSGVO)" if r.needs_consent else r.legal_basis
+        lines.append(
+            f"| {i} | {r.requester} → {r.performer} | {title} (`{r.type}`) | "
+            f"{PURPOSES_DE[r.purpose]} | {basis} | {fields} | "
+            f"{r.retention_days} Tage nach Abschluss |"
+        )
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def replace_in(path: Path, generated: str) -> str:
+    """The file's text with the generated part replaced."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + generated + text[end:]

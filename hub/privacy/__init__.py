@@ -1,0 +1,1 @@
+"""Crypto-shredding: personal fields encrypted under per-person data keys (design §9)."""

@@ -1,0 +1,92 @@
+"""Retention: what outlived the retention period of its route is shredded.
+
+A referral is due when it ended (a terminal status) more than ``retention_days`` ago under
+its route. Its personal data is removed; a person none of whose referrals is still kept is
+erased altogether (crypto-shredding, so copies in Kafka and backups go with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hub.audit.service import record as audit
+from hub.inbox.models import InboxMessage
+from hub.policy.model import Policy
+from hub.privacy.service import erase_person
+from hub.referrals.models import Referral, StatusHistory
+from schemas.lifecycle import TERMINAL
+
+
+@dataclass(frozen=True)
+class Due:
+    referral_id: str
+    person_id: str
+    route: str
+    ended: datetime
+    erase_person: bool
+
+
+def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
+    """What the retention job would shred now, without changing anything."""
+    ended = [
+        r
+        for r in session.scalars(
+            select(Referral).where(Referral.status.in_([s.value for s in TERMINAL]))
+        )
+    ]
+    expired = []
+    for r in ended:
+        route = policy.route(r.requester_id, r.performer_id, r.type)
+        days = route.retention_days if route else 0
+        if r.updated_at + timedelta(days=days) <= now:
+            expired.append((r, route.name if route else "(no route)"))
+    expired_ids = {r.id for r, _ in expired}
+    kept_people = {
+        r.person_id for r in session.scalars(select(Referral)) if r.id not in expired_ids
+    }
+    return [
+        Due(r.id, r.person_id, name, r.updated_at, r.person_id not in kept_people)
+        for r, name in expired
+    ]
+
+
+def shred(session: Session, *, policy: Policy, now: datetime, topic: str) -> list[Due]:
+    """Shred everything due; returns what was done."""
+    done = due(session, policy=policy, now=now)
+    erased: set[str] = set()
+    for item in done:
+        _shred_referral(session, item)
+        if item.erase_person and item.person_id not in erased:
+            erase_person(
+                session,
+                person_id=item.person_id,
+                reason="retention-expired",
+                by="system:retention",
+                topic=topic,
+            )
+            erased.add(item.person_id)
+    return done
+
+
+def _shred_referral(session: Session, item: Due) -> None:
+    session.execute(update(Referral).where(Referral.id == item.referral_id).values(payload={}))
+    session.execute(
+        update(StatusHistory).where(StatusHistory.referral_id == item.referral_id).values(note=None)
+    )
+    session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.referral_id == item.referral_id)
+        .values(data={"person_id": item.person_id, "erased": True})
+    )
+    audit(
+        session,
+        actor_type="system",
+        actor="retention",
+        action="referral.shredded",
+        person_id=item.person_id,
+        details={"referral_id": item.referral_id, "route": item.route},
+    )

@@ -1,0 +1,156 @@
+"""Partner API: referrals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from hub.api.deps import CatalogueDep, PolicyDep, SessionDep, SettingsDep, caller
+from hub.api.problems import PROBLEM_RESPONSES
+from hub.partners.models import Partner
+from hub.referrals import service
+from hub.referrals.idempotency import Answer, request_hash, run_once
+from hub.referrals.views import summary_of, view_of
+from schemas.lifecycle import Role, Status
+from schemas.messages import (
+    ReferralAccepted,
+    ReferralCreate,
+    ReferralPage,
+    ReferralView,
+    StatusChange,
+)
+
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"], responses=PROBLEM_RESPONSES)
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=ReferralAccepted,
+    summary="Request a referral to another partner",
+)
+def create_referral(
+    body: ReferralCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    catalogue: CatalogueDep,
+    policy: PolicyDep,
+    partner: Annotated[Partner, Depends(caller("referrals:write"))],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Accepted (202) once the referral and its event are durably stored together."""
+
+    def action() -> Answer:
+        referral = service.request_referral(
+            session,
+            body=body,
+            by=partner,
+            catalogue=catalogue,
+            policy=policy,
+            settings=settings,
+        )
+        accepted = ReferralAccepted(
+            id=UUID(referral.id), status=Status.REQUESTED, person_id=referral.person_id
+        )
+        return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
+
+    answer = run_once(
+        session,
+        partner_id=partner.id,
+        key=idempotency_key,
+        action=action,
+        fingerprint=request_hash("POST", request.url.path, body.model_dump(mode="json")),
+    )
+    return _respond(answer)
+
+
+@router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
+def read_referral(
+    referral_id: UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    catalogue: CatalogueDep,
+    partner: Annotated[Partner, Depends(caller("referrals:read"))],
+) -> ReferralView:
+    """The referral with its status history and deadline clocks; 404 for non-participants."""
+    referral = service.get_referral(session, referral_id=str(referral_id), viewer=partner.id)
+    return view_of(
+        referral,
+        service.payload_of(session, referral),
+        service.holds(session, referral_id=referral.id),
+        service.clocks(session, referral, catalogue=catalogue, settings=settings),
+    )
+
+
+@router.get("", response_model=ReferralPage, summary="List your referrals")
+def list_referrals(
+    session: SessionDep,
+    partner: Annotated[Partner, Depends(caller("referrals:read"))],
+    role: Role | None = None,
+    status: Status | None = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    overdue: bool = False,
+) -> ReferralPage:
+    """Referrals you requested or perform, newest first; ``overdue=true``: your overdue work."""
+    rows, next_cursor = service.list_referrals(
+        session,
+        viewer=partner.id,
+        role=role,
+        status=status,
+        type_=type,
+        limit=limit,
+        cursor=cursor,
+        overdue=overdue,
+    )
+    return ReferralPage(items=[summary_of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/{referral_id}/status", response_model=ReferralView, summary="Report a status change")
+def change_status(
+    referral_id: UUID,
+    body: StatusChange,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    catalogue: CatalogueDep,
+    policy: PolicyDep,
+    partner: Annotated[Partner, Depends(caller("status:write"))],
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
+
+    def action() -> Answer:
+        referral = service.change_status(
+            session,
+            referral_id=str(referral_id),
+            change=body,
+            by=partner,
+            catalogue=catalogue,
+            settings=settings,
+        )
+        # Stored for Idempotency-Key replays, so it must hold no personal data: the payload
+        # is left out here (GET the referral for it).
+        view = view_of(referral, {}, service.holds(session, referral_id=referral.id))
+        return Answer(200, view.model_dump(mode="json"))
+
+    answer = run_once(
+        session,
+        partner_id=partner.id,
+        key=idempotency_key,
+        action=action,
+        fingerprint=request_hash("POST", request.url.path, body.model_dump(mode="json")),
+    )
+    return _respond(answer)
+
+
+def _respond(answer: Answer) -> JSONResponse:
+    headers = {"Location": answer.location} if answer.location else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

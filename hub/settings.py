@@ -1,0 +1,123 @@
+"""The hub's configuration: the only reader of the environment (prefix ``HUB_``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
+
+
+class ExternalIssuer(BaseModel):
+    """An identity provider whose access tokens the API also accepts (e.g. the city's IdP)."""
+
+    issuer: str
+    jwks_url: str
+    audience: str | None = None
+    partner_claim: str = "azp"
+    algorithms: list[str] = Field(default_factory=lambda: ["ES256", "PS256", "RS256"])
+
+
+class Settings(BaseSettings):
+    """Every ``HUB_`` setting; defaults give the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    profile: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    issuer: str | None = None
+    api_audience: str = "urn:talenthub:api:v1"
+    access_token_ttl_seconds: int = Field(600, ge=60, le=3600)
+    clock_skew_seconds: int = Field(30, ge=0, le=300)
+    client_assertion_max_lifetime_seconds: int = Field(60, ge=10, le=300)
+    max_body_bytes: int = Field(65_536, ge=1024)
+    external_issuers: list[ExternalIssuer] = Field(default_factory=list)
+
+    topic_events: str = "hub.events.v1"
+    topic_deadletter: str = "hub.deadletter.v1"
+    topic_deliveries_prefix: str = "hub.deliveries."
+    topic_deliveries_suffix: str = ".v1"
+    events_partitions: int = Field(6, ge=1)
+    deliveries_partitions: int = Field(3, ge=1)
+    kafka_session_timeout_ms: int = Field(6000, ge=1000)
+    kafka_client_id: str = "talent-hub"
+
+    relay_batch_size: int = Field(500, ge=1)
+    relay_poll_interval_seconds: float = Field(1.0, gt=0)
+    consumer_max_attempts: int = Field(5, ge=1)
+    consumer_max_consecutive_deadletters: int = Field(50, ge=1)
+
+    master_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Master keys wrapping per-person data keys: JSON {key id: base64, 32 bytes}.",
+    )
+    master_key_id: str | None = Field(None, description="The master key id that wraps new keys.")
+    policy_file: Path | None = Field(None, description="Route policy YAML; default: shipped.")
+
+    clock_time_unit_seconds: float | None = Field(
+        None, gt=0, description="Compress deadline clocks: one clock day lasts this long."
+    )
+    deadline_scan_interval_seconds: float = Field(30.0, gt=0)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "talent-hub@localhost"
+    digest_recipients: dict[str, str] = Field(
+        default_factory=dict, description="Partner id -> e-mail address of its contact."
+    )
+
+    seed_partners: bool = True
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "text"
+
+    @field_validator("master_keys", "digest_recipients", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("external_issuers", mode="before")
+    @classmethod
+    def _parse_issuers(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.profile == "production":
+            if not self.database_url or self.database_url.startswith("sqlite"):
+                raise ValueError("production profile needs HUB_DATABASE_URL for PostgreSQL")
+            if not self.kafka_bootstrap_servers:
+                raise ValueError("production profile needs HUB_KAFKA_BOOTSTRAP_SERVERS")
+            if not self.issuer or not self.issuer.startswith("https://"):
+                raise ValueError("production profile needs an https HUB_ISSUER")
+            if not self.master_keys or self.master_key_id not in self.master_keys:
+                raise ValueError("production profile needs HUB_MASTER_KEYS and HUB_MASTER_KEY_ID")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL: PostgreSQL when configured, else SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
+
+    @property
+    def resolved_issuer(self) -> str:
+        """Our OAuth issuer identifier; defaults to the local gateway address."""
+        return self.issuer or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """True when no Kafka is configured and the hub starts its own broker."""
+        return not self.kafka_bootstrap_servers
+
+    def deliveries_topic(self, partner_id: str) -> str:
+        """The topic that carries what the router routed to one partner."""
+        return f"{self.topic_deliveries_prefix}{partner_id}{self.topic_deliveries_suffix}"

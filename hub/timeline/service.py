@@ -1,0 +1,80 @@
+"""The person timeline: projecting events into entries and reading them back."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hub.consent.service import shared_by_consent
+from hub.errors import NotFound
+from hub.referrals.models import Referral
+from hub.timeline.models import TimelineEntry
+from schemas.cloudevents import CloudEventAttributes
+from schemas.messages import EventData
+
+
+def project(
+    session: Session,
+    *,
+    attrs: CloudEventAttributes,
+    data: EventData,
+    referral_type: str | None,
+    status: str | None,
+    business_status: str | None,
+) -> None:
+    """Add the timeline entry for one event (the consumer's dedup makes it happen once)."""
+    session.add(
+        TimelineEntry(
+            event_id=attrs.id,
+            person_id=data.person_id,
+            referral_id=str(data.referral_id) if data.referral_id else None,
+            referral_type=referral_type,
+            source_partner=data.acting_partner,
+            event_type=attrs.type,
+            status=status,
+            business_status=business_status,
+            purpose=data.purpose,
+            legal_basis=data.legal_basis,
+            occurred_at=data.occurred_at,
+            recorded_at=data.recorded_at,
+        )
+    )
+
+
+def timeline_for_partner(session: Session, *, person_id: str, viewer: str) -> list[TimelineEntry]:
+    """The person's entries of the referrals ``viewer`` takes part in, oldest first."""
+    referral_ids = select(Referral.id).where(
+        Referral.person_id == person_id,
+        or_(Referral.requester_id == viewer, Referral.performer_id == viewer),
+    )
+    stmt = (
+        select(TimelineEntry)
+        .where(TimelineEntry.person_id == person_id, TimelineEntry.referral_id.in_(referral_ids))
+        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+    )
+    entries = list(session.scalars(stmt))
+    if not entries and session.scalars(referral_ids.limit(1)).first() is None:
+        raise NotFound(f"no person {person_id} in your referrals")
+    return entries
+
+
+def timeline_for_staff(
+    session: Session, *, person_id: str, purposes: frozenset[str]
+) -> list[TimelineEntry]:
+    """The person's entries in the viewer's purpose domains, oldest first.
+
+    Enforced here, not in templates: a residence-law caseworker never receives counselling
+    entries (voluntary counselling must not feed enforcement) unless the person's active
+    consent for counselling shares it with residence-law staff. Entries without a purpose
+    (e.g. an erasure notice) are shown to everyone who may see the person.
+    """
+    visible = set(purposes) | shared_by_consent(session, person_id=person_id, viewer=purposes)
+    stmt = (
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.person_id == person_id,
+            or_(TimelineEntry.purpose.in_(sorted(visible)), TimelineEntry.purpose.is_(None)),
+        )
+        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+    )
+    return list(session.scalars(stmt))
