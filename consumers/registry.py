@@ -1,0 +1,115 @@
+"""The hub's consumers: which handler reads which topics, and how a runner is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connectors.config import ConnectorConfig, resolve_secret
+from connectors.http import HttpDeliverer
+from connectors.registry import connector_for
+from consumers import deadlines, inbox, router, timeline
+from consumers.delivery import DeliveryRunner
+from consumers.runner import ConsumerRunner, Handler
+from hub.bootstrap import Hub
+from hub.kafka.client import make_consumer, make_producer
+from hub.partners.service import partner_ids, push_partners
+
+NAMES = ("router", "timeline", "inbox", "deadlines")
+
+
+def _topics(name: str, hub: Hub) -> Callable[[], list[str]]:
+    if name != "inbox":
+        return lambda: [hub.settings.topic_events]
+
+    def delivery_topics() -> list[str]:
+        with hub.session_factory() as session:
+            return [hub.settings.deliveries_topic(p) for p in partner_ids(session, mode="pull")]
+
+    return delivery_topics
+
+
+def _handler(name: str) -> Handler:
+    handlers: dict[str, Handler] = {
+        "router": router.handle,
+        "timeline": timeline.handle,
+        "inbox": inbox.handle,
+        "deadlines": deadlines.handle,
+    }
+    return handlers[name]
+
+
+def build_runner(name: str, hub: Hub) -> ConsumerRunner:
+    """A runner for one of ``NAMES``, in consumer group ``hub.<name>``."""
+    settings = hub.settings
+
+    def consumer_factory(topics: list[str]) -> Any:
+        return make_consumer(
+            hub.bootstrap_servers,
+            group_id=f"hub.{name}",
+            topics=topics,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            client_id=f"{settings.kafka_client_id}.{name}",
+        )
+
+    return ConsumerRunner(
+        name=name,
+        handler=_handler(name),
+        topics=_topics(name, hub),
+        session_factory=hub.session_factory,
+        settings=settings,
+        catalogue=hub.catalogue,
+        policy=hub.policy,
+        consumer_factory=consumer_factory,
+        producer_factory=lambda: make_producer(
+            hub.bootstrap_servers, client_id=f"{settings.kafka_client_id}.{name}"
+        ),
+    )
+
+
+def build_delivery_runners(hub: Hub) -> list[DeliveryRunner]:
+    """One push-delivery runner per partner in push mode, in group ``hub.delivery.<partner>``."""
+    with hub.session_factory() as session:
+        partners = [
+            (p.id, p.kind, ConnectorConfig.model_validate(p.connector))
+            for p in push_partners(session)
+        ]
+    return [_delivery_runner(hub, pid, kind, config) for pid, kind, config in partners]
+
+
+def _delivery_runner(
+    hub: Hub, partner_id: str, kind: str, config: ConnectorConfig
+) -> DeliveryRunner:
+    settings = hub.settings
+    allow_values = settings.profile == "development"
+    deliverer = HttpDeliverer(
+        endpoint_url=config.endpoint_url or "",
+        token_endpoint=config.token_endpoint or "",
+        client_id=config.client_id or "",
+        client_secret=resolve_secret(config.credential_ref, allow_values=allow_values) or "",
+        signing_secret=resolve_secret(config.signing_secret_ref, allow_values=allow_values) or "",
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        max_response_bytes=config.max_response_bytes,
+    )
+
+    def consumer_factory(topics: list[str]) -> Any:
+        return make_consumer(
+            hub.bootstrap_servers,
+            group_id=f"hub.delivery.{partner_id}",
+            topics=topics,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            client_id=f"{settings.kafka_client_id}.delivery.{partner_id}",
+        )
+
+    return DeliveryRunner(
+        partner_id=partner_id,
+        connector=connector_for(kind),
+        deliverer=deliverer,
+        session_factory=hub.session_factory,
+        settings=settings,
+        consumer_factory=consumer_factory,
+        producer_factory=lambda: make_producer(
+            hub.bootstrap_servers, client_id=f"{settings.kafka_client_id}.delivery"
+        ),
+    )

@@ -1,0 +1,52 @@
+"""Router: each canonical event goes to the delivery topic of the partners it concerns.
+
+A new referral goes to its performer; a status change goes to the other party. Just before
+routing, the route policy and (for consent-based routes) the person's consent are checked
+again: a consent withdrawn since the referral was accepted holds the event back with its
+reason, for staff to see and release. Each recipient gets only the fields its route allows.
+The routed copy keeps the event id, so every later hop deduplicates on it.
+"""
+
+from __future__ import annotations
+
+from consumers.runner import Context, Event
+from hub.routing import service as routing
+from schemas.cloudevents import EventType
+from schemas.messages import ReferralRequested, ReferralStatusChanged
+
+ROUTED_TYPES = {EventType.REFERRAL_REQUESTED, EventType.REFERRAL_STATUS_CHANGED}
+
+
+def recipients(event: Event) -> list[str]:
+    """The partners that must receive this event."""
+    if event.attrs.type == EventType.REFERRAL_REQUESTED:
+        return [ReferralRequested.model_validate(event.data).performer]
+    if event.attrs.type == EventType.REFERRAL_STATUS_CHANGED:
+        changed = ReferralStatusChanged.model_validate(event.data)
+        return sorted({changed.requester, changed.performer} - {changed.acting_partner})
+    return []
+
+
+def handle(event: Event, ctx: Context) -> None:
+    """Stage one minimised copy per recipient in the outbox, or hold it with the reason."""
+    if event.attrs.type not in ROUTED_TYPES:
+        return
+    for partner_id in recipients(event):
+        route, reason = routing.blocked_reason(ctx.session, ctx.policy, event.data)
+        if reason is not None or route is None:
+            routing.hold(
+                ctx.session,
+                attrs=event.attrs,
+                data=event.data,
+                recipient=partner_id,
+                reason=reason or "no route",
+            )
+            continue
+        routing.send(
+            ctx.session,
+            settings=ctx.settings,
+            attrs=event.attrs,
+            data=event.data,
+            recipient=partner_id,
+            route=route,
+        )

@@ -1,0 +1,236 @@
+"""The generic consumer loop. Handlers are plain functions of (event, context).
+
+Commit rules, which make every handler's effect happen exactly once:
+- each record is applied in one database transaction that also records its event id in the
+  consumer inbox (``processed_events``); a record whose id is already there is skipped;
+- Kafka offsets are committed only after that transaction committed, so a crash at any point
+  re-delivers the record and the inbox turns the repeat into a no-op;
+- a record that cannot be decoded, or whose handler keeps failing, goes to the dead-letter
+  topic with error headers; when nothing but dead letters comes out
+  (``max_consecutive_deadletters`` in a row, a bad deploy) the consumer stops instead;
+- a database outage is not the record's fault: it is retried until the database returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import unit_of_work
+from hub.events.service import already_processed, mark_processed
+from hub.kafka.cloudevents import CloudEventError, from_headers
+from hub.policy.model import Policy
+from hub.settings import Settings
+from schemas.catalogue import Catalogue
+from schemas.cloudevents import CloudEventAttributes
+
+log = logging.getLogger(__name__)
+
+
+class PermanentError(Exception):
+    """This record can never be applied; retrying is pointless."""
+
+
+class ConsumerHalted(RuntimeError):
+    """Too many dead letters in a row: stop rather than empty the topic into the DLQ."""
+
+
+@dataclass(frozen=True)
+class Event:
+    attrs: CloudEventAttributes
+    data: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Context:
+    session: Session
+    settings: Settings
+    catalogue: Catalogue
+    policy: Policy
+
+
+Handler = Callable[[Event, Context], None]
+#: New partners bring new delivery topics; look for them this often.
+TOPIC_REFRESH_SECONDS = 10.0
+POISON = (CloudEventError, ValidationError, ValueError, UnicodeDecodeError, PermanentError)
+
+
+class ConsumerRunner:
+    """Runs one handler over its topics as one consumer group member."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        handler: Handler,
+        topics: Callable[[], list[str]],
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        catalogue: Catalogue,
+        policy: Policy,
+        consumer_factory: Callable[[list[str]], Any],
+        producer_factory: Callable[[], Any],
+    ) -> None:
+        self.name = name
+        self._handler = handler
+        self._topics = topics
+        self._sessions = session_factory
+        self._settings = settings
+        self._catalogue = catalogue
+        self._policy = policy
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._producer: Any = None
+        self._deadletters_in_row = 0
+        self._refreshed_at = time.monotonic()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; offsets are committed after each partition batch."""
+        topics = self._topics()
+        while not topics:  # e.g. the inbox consumer while every partner is in push mode
+            if stop.wait(TOPIC_REFRESH_SECONDS):
+                return
+            topics = self._topics()
+        consumer = self._consumer_factory(topics)
+        log.info("consumer.started", extra={"consumer": self.name, "topics": topics})
+        try:
+            while not stop.is_set():
+                batch = consumer.poll(timeout_ms=500)
+                for tp, records in batch.items():
+                    done = self._apply_all(records, stop)
+                    if done is not None:
+                        self._commit(consumer, tp, done + 1)
+                topics = self._refresh(consumer, topics)
+        finally:
+            consumer.close(autocommit=False)
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+            log.info("consumer.stopped", extra={"consumer": self.name})
+
+    def _apply_all(self, records: list[Any], stop: threading.Event) -> int | None:
+        last = None
+        for record in records:
+            if not self._apply(record, stop):
+                break
+            last = record.offset
+        return last
+
+    def _apply(self, record: Any, stop: threading.Event) -> bool:
+        """Apply one record; False only when stopping before it was applied."""
+        attempts = 0
+        while not stop.is_set():
+            try:
+                event = decode(record)
+                with unit_of_work(self._sessions) as session:
+                    if not already_processed(session, consumer=self.name, event_id=event.attrs.id):
+                        self._handler(
+                            event, Context(session, self._settings, self._catalogue, self._policy)
+                        )
+                        mark_processed(session, consumer=self.name, event_id=event.attrs.id)
+                self._deadletters_in_row = 0
+                return True
+            except POISON as exc:
+                self._deadletter(record, exc, attempts + 1)
+                return True
+            except OperationalError as exc:
+                log.warning("consumer.database_unavailable", extra={"error": repr(exc)})
+                stop.wait(min(2 ** min(attempts, 4) * 0.25, 5.0))
+            except Exception as exc:
+                attempts += 1
+                log.warning(
+                    "consumer.handler_failed",
+                    extra={"consumer": self.name, "attempt": attempts, "error": repr(exc)},
+                )
+                if attempts >= self._settings.consumer_max_attempts:
+                    self._deadletter(record, exc, attempts)
+                    return True
+                stop.wait(min(0.2 * 2**attempts, 5.0))
+        return False
+
+    def _deadletter(self, record: Any, exc: BaseException, attempts: int) -> None:
+        self._deadletters_in_row += 1
+        if self._deadletters_in_row > self._settings.consumer_max_consecutive_deadletters:
+            raise ConsumerHalted(f"{self.name}: {self._deadletters_in_row} dead letters in a row")
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        send_deadletter(
+            self._producer,
+            self._settings.topic_deadletter,
+            record,
+            reason=repr(exc),
+            attempts=attempts,
+            consumer=self.name,
+        )
+
+    def _commit(self, consumer: Any, tp: TopicPartition, offset: int) -> None:
+        commit_offset(consumer, tp, offset, consumer_name=self.name)
+
+    def _refresh(self, consumer: Any, topics: list[str]) -> list[str]:
+        now = time.monotonic()
+        if now - self._refreshed_at < TOPIC_REFRESH_SECONDS:
+            return topics
+        self._refreshed_at = now
+        current = self._topics()
+        if current and sorted(current) != sorted(topics):
+            consumer.subscribe(current)
+            log.info("consumer.resubscribed", extra={"consumer": self.name, "topics": current})
+        return current
+
+
+def decode(record: Any) -> Event:
+    """The CloudEvent in a Kafka record (binary mode); poison records raise."""
+    attrs = from_headers(record.headers)
+    if record.value is None:
+        raise PermanentError("record has no value")
+    data = json.loads(record.value.decode("utf-8"))
+    if not isinstance(data, dict):
+        raise PermanentError("event data is not a JSON object")
+    return Event(attrs, data, record.topic, record.partition, record.offset)
+
+
+def send_deadletter(
+    producer: Any, topic: str, record: Any, *, reason: str, attempts: int, consumer: str
+) -> None:
+    """Copy a record to the dead-letter topic with error headers, and wait for the ack."""
+    headers = [
+        *(record.headers or []),
+        ("dlq_reason", reason[:1000].encode()),
+        ("dlq_original_topic", record.topic.encode()),
+        ("dlq_original_partition", str(record.partition).encode()),
+        ("dlq_original_offset", str(record.offset).encode()),
+        ("dlq_attempts", str(attempts).encode()),
+        ("dlq_consumer", consumer.encode()),
+    ]
+    producer.send(topic, key=record.key, value=record.value, headers=headers).get(timeout=30)
+    log.error(
+        "consumer.deadlettered",
+        extra={
+            "consumer": consumer,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason[:200],
+        },
+    )
+
+
+def commit_offset(consumer: Any, tp: TopicPartition, offset: int, *, consumer_name: str) -> None:
+    """Commit one partition's offset; a failed commit only means re-delivery (deduplicated)."""
+    try:
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
+    except Exception as exc:
+        # A rebalance took the partition away: its new owner re-reads, the inbox dedups.
+        log.warning("consumer.commit_failed", extra={"consumer": consumer_name, "error": repr(exc)})
