@@ -1,0 +1,72 @@
+"""``hub demo`` from the command line: three journeys complete, visible through the timeline API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.kafka.embedded import free_port
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+SUMMARY = r"person (p_[\w-]+), (\d+) timeline entries"
+
+
+def test_demo_plays_three_journeys(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_HTTP_PORT": str(port)}
+    for name in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP_SERVERS"):
+        env.pop(name, None)
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "demo", "--time-scale", "0.05"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def finished() -> bool:
+                """the demo reports that every journey completed"""
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                # Wait for the whole summary: it is written line by line after that message.
+                return len(re.findall(SUMMARY, log_path.read_text())) == 3
+
+            wait_for(finished, timeout=240, interval=0.5)
+            output = log_path.read_text()
+            assert "all journeys completed" in output
+            people = re.findall(SUMMARY, output)
+            assert len(people) == 3, output[-3000:]
+            creds = {
+                c["partner_id"]: c
+                for c in json.loads((tmp_path / "demo" / "credentials.json").read_text())
+            }
+            base = f"http://127.0.0.1:{port}"
+            for (person, _), viewer in zip(people, ("amt", "ude", "jobcenter"), strict=True):
+                c = creds[viewer]
+                token = httpx.post(
+                    f"{base}/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(c["client_id"], c["client_secret"]),
+                ).json()["access_token"]
+                entries = httpx.get(
+                    f"{base}/v1/people/{person}/timeline",
+                    headers={"Authorization": f"Bearer {token}"},
+                ).json()["entries"]
+                statuses = [e["status"] for e in entries if e["status"]]
+                assert statuses.count("completed") >= 2, (person, statuses)
+                assert len({e["source_partner"] for e in entries}) >= 2
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    assert code == 0, log_path.read_text()[-3000:]

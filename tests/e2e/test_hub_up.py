@@ -1,0 +1,108 @@
+"""``hub up`` as a user runs it: embedded broker, credentials, partners add, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.kafka.client import probe
+from hub.kafka.embedded import free_port
+from tests.hubtest import STUDENT_REFERRAL
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def hub_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hub_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path / "data"), "HUB_HTTP_PORT": str(port)}
+    env.pop("HUB_DATABASE_URL", None)
+    env.pop("HUB_KAFKA_BOOTSTRAP_SERVERS", None)
+    log = open(tmp_path / "hub.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            """hub up answers /health with 200"""
+            try:
+                return httpx.get(f"{base}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=60)
+        out = (tmp_path / "hub.log").read_text()
+        assert "client_secret=" in out and "credentials.json" in out
+        creds_file = tmp_path / "data" / "credentials.json"
+        assert oct(creds_file.stat().st_mode & 0o777) == "0o600"
+        assert {c["partner_id"] for c in json.loads(creds_file.read_text())} == {
+            "amt",
+            "ude",
+            "ihk-fosa",
+            "hwk",
+            "jobcenter",
+        }
+        bootstrap = out.split("Kafka ")[1].split(";")[0]
+        assert probe(bootstrap)
+
+        added = hub_cmd(
+            "partners",
+            "add",
+            "ude-essen",
+            "--name",
+            "UDE Campus Essen",
+            "--kind",
+            "university",
+            "--scopes",
+            "referrals:write referrals:read",
+            env=env,
+        )
+        assert added.returncode == 0, added.stderr
+        creds = json.loads(added.stdout)
+        assert creds["client_id"].startswith("ude-essen-") and creds["client_secret"]
+        duplicate = hub_cmd(
+            "partners", "add", "ude-essen", "--name", "x", "--kind", "university", env=env
+        )
+        assert duplicate.returncode != 0 and "already registered" in duplicate.stderr
+
+        token = httpx.post(
+            f"{base}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(creds["client_id"], creds["client_secret"]),
+        ).json()
+        bearer = {"Authorization": f"Bearer {token['access_token']}"}
+        assert httpx.get(f"{base}/v1/referrals", headers=bearer).status_code == 200
+        # A new partner exchanges no data until the route policy (reviewed by the DPO) has it.
+        r = httpx.post(f"{base}/v1/referrals", json=STUDENT_REFERRAL, headers=bearer)
+        assert r.status_code == 403, r.text
+        assert r.json()["missing_route"] == {
+            "requester": "ude-essen",
+            "performer": "amt",
+            "type": "residence.student",
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "hub.log").read_text()[-2000:]
+    assert not probe(bootstrap), "the embedded broker outlived hub up"

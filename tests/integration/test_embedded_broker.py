@@ -1,0 +1,140 @@
+"""The embedded broker and the client factories against a real Tansu process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+from kafka.consumer.fetcher import ConsumerRecord
+
+from hub.kafka.client import broker_state, ensure_topics, make_consumer, make_producer, probe
+from hub.kafka.cloudevents import from_headers, to_headers
+from hub.kafka.embedded import EmbeddedBroker
+from schemas.cloudevents import CloudEventAttributes, EventType
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TOPIC = "hub.events.v1"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as running:
+        yield running
+
+
+def _partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(topics)}
+    finally:
+        admin.close()
+
+
+def _drain(consumer: KafkaConsumer, want: int, seconds: float) -> list[ConsumerRecord]:
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + seconds
+    while len(records) < want and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
+    return records
+
+
+def _event(i: int) -> CloudEventAttributes:
+    return CloudEventAttributes(
+        id=f"evt-{i}",
+        source="/partners/ude",
+        type=EventType.REFERRAL_REQUESTED,
+        time=datetime.now(UTC),
+        partitionkey=f"person-{i % 7}",
+    )
+
+
+def test_ensure_topics_is_idempotent(broker: EmbeddedBroker) -> None:
+    topics = {TOPIC: 3, "hub.deadletter.v1": 1}
+    ensure_topics(broker.bootstrap_servers, topics)
+    ensure_topics(broker.bootstrap_servers, {**topics, "hub.deliveries.ude.v1": 2})
+    counts = _partition_counts(broker.bootstrap_servers, [*topics, "hub.deliveries.ude.v1"])
+    assert counts == {TOPIC: 3, "hub.deadletter.v1": 1, "hub.deliveries.ude.v1": 2}
+
+
+def test_concurrent_ensure_topics_all_succeed(broker: EmbeddedBroker) -> None:
+    topics = {f"race.{n}": 2 for n in range(5)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        calls = [pool.submit(ensure_topics, broker.bootstrap_servers, topics) for _ in range(4)]
+        for call in calls:
+            call.result(timeout=30)
+    assert _partition_counts(broker.bootstrap_servers, list(topics)) == topics
+
+
+def test_hundred_records_with_headers_come_back_through_a_group(broker: EmbeddedBroker) -> None:
+    ensure_topics(broker.bootstrap_servers, {TOPIC: 3})
+    producer = make_producer(broker.bootstrap_servers)
+    try:
+        for i in range(100):
+            attrs = _event(i)
+            key = (attrs.partitionkey or "").encode()
+            producer.send(TOPIC, key=key, value=b'{"n": %d}' % i, headers=to_headers(attrs))
+        producer.flush(timeout=10)
+    finally:
+        producer.close(timeout=5)
+    consumer = make_consumer(broker.bootstrap_servers, group_id="it-read", topics=[TOPIC])
+    try:
+        records = _drain(consumer, want=100, seconds=30)
+    finally:
+        consumer.close()
+    assert sorted(from_headers(r.headers).id for r in records) == sorted(
+        f"evt-{i}" for i in range(100)
+    )
+    assert {r.partition for r in records} == {0, 1, 2}
+
+
+def test_probe_sees_a_paused_broker_as_down(broker: EmbeddedBroker) -> None:
+    assert probe(broker.bootstrap_servers)
+    broker.pause()
+    try:
+        started = time.monotonic()
+        assert not probe(broker.bootstrap_servers, timeout=0.5)
+        assert time.monotonic() - started < 2
+        # Frozen, not gone: the relay must keep its producer (the broker still holds requests).
+        assert broker_state(broker.bootstrap_servers, timeout=0.5) == "silent"
+    finally:
+        broker.resume()
+    assert probe(broker.bootstrap_servers)
+
+
+def test_probe_on_a_closed_port_is_false() -> None:
+    broker = EmbeddedBroker()
+    assert not probe(broker.bootstrap_servers, timeout=0.5)
+    assert broker_state(broker.bootstrap_servers, timeout=0.5) == "gone"
+    assert not probe("not-a-server", timeout=0.5)
+    assert broker_state("not-a-server", timeout=0.5) == "silent"
+
+
+def test_restart_comes_back_on_the_same_port_empty(broker: EmbeddedBroker) -> None:
+    ensure_topics(broker.bootstrap_servers, {"before.restart": 1})
+    port, pid = broker.port, broker.pid
+    broker.restart()
+    assert broker.running and broker.port == port and broker.pid != pid
+    assert probe(broker.bootstrap_servers)
+    ensure_topics(broker.bootstrap_servers, {TOPIC: 1})
+    producer = make_producer(broker.bootstrap_servers)
+    try:
+        assert producer.send(TOPIC, b"after").get(timeout=10).offset == 0
+    finally:
+        producer.close(timeout=5)
+
+
+def test_stop_ends_the_process(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    broker.start()
+    address = broker.bootstrap_servers
+    broker.stop()
+    assert not broker.running and broker.pid is None
+    assert not probe(address, timeout=0.5)

@@ -1,0 +1,189 @@
+"""Nothing accepted is lost and nothing is applied twice when a consumer or the broker dies."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.events.models import ProcessedEvent
+from hub.kafka.client import probe
+from hub.kafka.embedded import EmbeddedBroker
+from hub.outbox.models import OutboxEvent
+from hub.timeline.models import TimelineEntry
+from tests.hubtest import STUDENT_REFERRAL, api_client
+from tests.integration.conftest import Running, wait_for
+from tests.integration.test_referral_flow import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def referral(i: int) -> dict[str, Any]:
+    person = {**STUDENT_REFERRAL["person"], "partner_reference": f"ES{i:09d}"}
+    return {**STUDENT_REFERRAL, "person": person}
+
+
+def count(running: Running, query: Any) -> int:
+    with running.hub.session_factory() as s:
+        return int(s.scalar(query) or 0)
+
+
+def timeline_rows(running: Running) -> int:
+    return count(running, select(func.count()).select_from(TimelineEntry))
+
+
+def _request_many(running: Running, total: int) -> None:
+    """Accept ``total`` referrals through the service layer (the HTTP path is tested elsewhere)."""
+    from hub.db import unit_of_work
+    from hub.partners.models import Partner
+    from hub.referrals.service import request_referral
+    from schemas.messages import ReferralCreate
+
+    hub = running.hub
+    with unit_of_work(hub.session_factory) as session:
+        ude = session.get(Partner, "ude")
+        assert ude is not None
+        for i in range(total):
+            request_referral(
+                session,
+                body=ReferralCreate.model_validate(referral(i)),
+                by=ude,
+                catalogue=hub.catalogue,
+                policy=hub.policy,
+                settings=hub.settings,
+            )
+
+
+def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Running) -> None:
+    total = 1500
+    _request_many(running, total)
+    running.start_relay()
+    wait_for(
+        lambda: (
+            count(
+                running,
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None)),
+            )
+            == 0
+        )
+    )
+
+    kills = []
+    for _ in range(2):
+        proc = running.spawn("consume", "timeline")
+        before = timeline_rows(running)
+        wait_for(lambda b=before: timeline_rows(running) > b + 20, interval=0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        kills.append(timeline_rows(running))
+    assert kills[-1] < total, f"the consumer finished before it could be killed: {kills}"
+
+    running.spawn("consume", "timeline")
+    wait_for(lambda: timeline_rows(running) >= total, timeout=120)
+    time.sleep(2)  # anything applied twice would show up now
+    assert timeline_rows(running) == total
+    distinct = count(running, select(func.count(func.distinct(TimelineEntry.event_id))))
+    assert distinct == total
+    processed = count(
+        running,
+        select(func.count())
+        .select_from(ProcessedEvent)
+        .where(ProcessedEvent.consumer == "timeline"),
+    )
+    assert processed == total
+    assert read_topic(running.hub.bootstrap_servers, "hub.deadletter.v1", expect=0, timeout=1) == []
+
+
+def _published_once(running: Running, expected_ids: set[str]) -> None:
+    wait_for(
+        lambda: (
+            count(
+                running,
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None)),
+            )
+            == 0
+        ),
+        timeout=90,
+    )
+    records = read_topic(running.hub.bootstrap_servers, "hub.events.v1", expect=len(expected_ids))
+    ids = [dict(r.headers)["ce_id"].decode() for r in records]
+    seen = [i for i in ids if i in expected_ids]
+    assert sorted(seen) == sorted(expected_ids), "every accepted event published exactly once"
+
+
+def _accept(running: Running, n: int, offset: int) -> set[str]:
+    """Create n referrals; return their event ids (all were answered 202)."""
+    with api_client(running.hub) as client:
+        ude = running.partners.headers(client, "ude")
+        rids = []
+        for i in range(n):
+            r = client.post("/v1/referrals", json=referral(offset + i), headers=ude)
+            assert r.status_code == 202, r.text
+            rids.append(r.json()["id"])
+    with running.hub.session_factory() as s:
+        rows = s.scalars(select(OutboxEvent.event_id).where(OutboxEvent.topic == "hub.events.v1"))
+        return set(rows)
+
+
+def test_paused_broker_then_everything_is_published_once(
+    running: Running, broker: EmbeddedBroker
+) -> None:
+    running.start_relay()
+    _accept(running, 5, 0)
+    broker.pause()
+    try:
+        with api_client(running.hub) as client:
+            app_probe = running.hub.bootstrap_servers
+            client.app.state.kafka_check = lambda: probe(app_probe, timeout=0.5)  # type: ignore[attr-defined]
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert health.json()["checks"] == {"database": "ok", "kafka": "down"}
+        ids = _accept(running, 30, 100)
+        assert (
+            count(
+                running,
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None)),
+            )
+            >= 30
+        )
+    finally:
+        broker.resume()
+    _published_once(running, ids)
+
+
+def test_killed_and_restarted_broker_gets_what_the_hub_still_owes(
+    running: Running, broker: EmbeddedBroker
+) -> None:
+    running.start_relay()
+    published_before = _accept(running, 5, 0)
+    _published_once(running, published_before)
+    broker.kill()
+    owed = _accept(running, 30, 100) - published_before
+    broker.restart()
+    # The embedded broker forgot everything; the hub re-sends exactly what it still owed.
+    wait_for(
+        lambda: (
+            count(
+                running,
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None)),
+            )
+            == 0
+        ),
+        timeout=90,
+    )
+    records = read_topic(running.hub.bootstrap_servers, "hub.events.v1", expect=len(owed))
+    ids = [dict(r.headers)["ce_id"].decode() for r in records]
+    assert sorted(ids) == sorted(owed)
+    assert all(json.loads(r.value)["event_id"] in owed for r in records)
