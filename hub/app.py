@@ -18,6 +18,7 @@ from hub.inbox import routes as inbox_routes
 from hub.referrals import inbound_routes
 from hub.referrals import routes as referral_routes
 from hub.timeline import routes as timeline_routes
+from hub.web import app as web
 
 DESCRIPTION = """\
 Talent Hub exchanges referrals and status messages between the Amt für Integration und
@@ -31,6 +32,7 @@ Authenticate with OAuth 2.0 client credentials at `/oauth/token`; send the acces
 def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     """The gateway app for one process's wired parts."""
     app = FastAPI(title="Talent Hub partner API", version="1.0.0", description=DESCRIPTION)
+    app.state.hub = hub
     app.state.settings = hub.settings
     app.state.session_factory = hub.session_factory
     app.state.catalogue = hub.catalogue
@@ -54,4 +56,5 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
         health,
     ):
         app.include_router(module.router)
+    web.install(app)
     return app

@@ -258,6 +258,48 @@ def partners_connect(partner_id: str, **options: str | None) -> None:
 
 
 @main.group()
+def staff() -> None:
+    """Staff accounts of the web UI."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option(
+    "--role", required=True, type=click.Choice(["caseworker", "team_lead", "dpo", "admin"])
+)
+@click.option(
+    "--purpose",
+    "purposes",
+    multiple=True,
+    type=click.Choice(["residence", "counselling", "education", "employment", "recognition"]),
+    help="A purpose domain whose timeline entries the account sees (repeatable).",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input instead of prompting.",
+)
+def staff_add(email: str, role: str, purposes: tuple[str, ...], password_stdin: bool) -> None:
+    """Create a local staff account (password at least 12 characters)."""
+    from hub.web.accounts import add_staff
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    hub = bootstrap(_settings())
+    runtime.migrate.upgrade(hub.engine)
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            account = add_staff(
+                session, email=email, role=role, purposes=list(purposes), password=password
+            )
+            click.echo(f"staff account {account.email} ({account.role}) created")
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@main.group()
 def deadletters() -> None:
     """List and replay dead letters."""
 

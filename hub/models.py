@@ -17,6 +17,7 @@ from hub.privacy import models as privacy_models
 from hub.referrals import models as referral_models
 from hub.routing import models as routing_models
 from hub.timeline import models as timeline_models
+from hub.web import models as web_models
 
 __all__ = [
     "audit_models",
@@ -34,6 +35,7 @@ __all__ = [
     "referral_models",
     "routing_models",
     "timeline_models",
+    "web_models",
 ]
 
 metadata = Base.metadata

@@ -74,6 +74,17 @@ class Settings(BaseSettings):
         default_factory=dict, description="Partner id -> e-mail address of its contact."
     )
 
+    staff_partner_id: str = Field(
+        "amt", description="The partner in whose name Talent Center staff send referrals."
+    )
+    staff_cookie_secure: bool = Field(
+        True, description="Send the staff session cookie over HTTPS only (and localhost)."
+    )
+    staff_oidc_issuer: str | None = Field(
+        None, description="The city's OpenID Connect provider for staff login; off when unset."
+    )
+    staff_oidc_client_id: str | None = None
+    staff_oidc_client_secret: str | None = None
     seed_partners: bool = True
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"

@@ -59,14 +59,14 @@ def problem_response(doc: dict[str, Any], headers: dict[str, str] | None = None)
 
 def install(app: FastAPI) -> None:
     """Register the handlers that render every error as a problem document."""
-    app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HubError, hub_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 
-async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
+async def hub_error(request: Request, exc: HubError) -> JSONResponse:
     doc = exc.to_problem(request.url.path)
     # RFC 6750 §3: the challenge belongs in the header, not in the body.
     challenge = doc.pop("www_authenticate", None)

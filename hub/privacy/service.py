@@ -22,7 +22,7 @@ from hub.outbox.service import add_event
 from hub.people.models import Person, PersonReference
 from hub.privacy.crypto import FieldCipher
 from hub.privacy.keystore import DbKeyStore
-from hub.referrals.models import Referral, StatusHistory
+from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
 from schemas.cloudevents import EventType
 from schemas.messages import PersonErased
@@ -82,6 +82,7 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     session.execute(
         update(StatusHistory).where(StatusHistory.referral_id.in_(referral_ids)).values(note=None)
     )
+    session.execute(delete(StaffNote).where(StaffNote.person_id == person_id))
     session.execute(
         update(InboxMessage)
         .where(InboxMessage.referral_id.in_(referral_ids))

@@ -59,9 +59,17 @@ def timeline_for_partner(session: Session, *, person_id: str, viewer: str) -> li
 
 
 def timeline_for_staff(
-    session: Session, *, person_id: str, purposes: frozenset[str]
+    session: Session,
+    *,
+    person_id: str,
+    purposes: frozenset[str],
+    partner: str | None = None,
+    event_type: str | None = None,
+    purpose: str | None = None,
+    newest_first: bool = False,
+    limit: int | None = None,
 ) -> list[TimelineEntry]:
-    """The person's entries in the viewer's purpose domains, oldest first.
+    """The person's entries in the viewer's purpose domains, oldest first unless asked.
 
     Enforced here, not in templates: a residence-law caseworker never receives counselling
     entries (voluntary counselling must not feed enforcement) unless the person's active
@@ -69,12 +77,29 @@ def timeline_for_staff(
     (e.g. an erasure notice) are shown to everyone who may see the person.
     """
     visible = set(purposes) | shared_by_consent(session, person_id=person_id, viewer=purposes)
-    stmt = (
-        select(TimelineEntry)
-        .where(
-            TimelineEntry.person_id == person_id,
-            or_(TimelineEntry.purpose.in_(sorted(visible)), TimelineEntry.purpose.is_(None)),
-        )
-        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+    if purpose is not None:
+        visible &= {purpose}
+    stmt = select(TimelineEntry).where(
+        TimelineEntry.person_id == person_id,
+        or_(TimelineEntry.purpose.in_(sorted(visible)), TimelineEntry.purpose.is_(None))
+        if purpose is None
+        else TimelineEntry.purpose.in_(sorted(visible)),
     )
+    if partner is not None:
+        stmt = stmt.where(TimelineEntry.source_partner == partner)
+    if event_type is not None:
+        stmt = stmt.where(TimelineEntry.event_type == event_type)
+    order = (
+        (TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+        if newest_first
+        else (TimelineEntry.occurred_at, TimelineEntry.id)
+    )
+    stmt = stmt.order_by(*order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
+
+
+def visible_purposes(session: Session, *, person_id: str, purposes: frozenset[str]) -> set[str]:
+    """The purpose domains of the person's entries a viewer with ``purposes`` may see."""
+    return set(purposes) | shared_by_consent(session, person_id=person_id, viewer=purposes)

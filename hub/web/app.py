@@ -1,0 +1,81 @@
+"""Wiring the staff UI into the gateway: routes, packaged assets, error pages, headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from hub.api import problems
+from hub.errors import HubError
+from hub.web import routes
+from hub.web.pages import PREFIX, CsrfRefused, LoginRequired, WrongRole, render
+
+STATIC = Path(__file__).parent / "static"
+
+# Scripts and styles come from our own origin only (city networks block CDNs anyway).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+class StaffHeaders(BaseHTTPMiddleware):
+    """Security headers on every staff page; pages with personal data are never cached."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith(PREFIX):
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Referrer-Policy"] = "same-origin"
+            response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+            if not request.url.path.startswith(PREFIX + "/static/"):
+                response.headers["Cache-Control"] = "no-store"
+            if request.app.state.settings.staff_cookie_secure and request.url.scheme == "https":
+                response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response
+
+
+def install(app: FastAPI) -> None:
+    """Add the staff UI to the gateway app."""
+    app.state.login_throttle = routes.LoginThrottle(routes.LOGIN_ATTEMPTS_PER_MINUTE)
+    app.include_router(routes.router)
+    app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="staff-static")
+    app.add_middleware(StaffHeaders)
+    app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
+    app.add_exception_handler(WrongRole, _wrong_role)  # type: ignore[arg-type]
+    app.add_exception_handler(CsrfRefused, _csrf_refused)  # type: ignore[arg-type]
+    app.add_exception_handler(HubError, _staff_or_problem)  # type: ignore[arg-type]
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse(PREFIX + "/", status_code=303)
+
+
+async def _login_required(request: Request, exc: LoginRequired) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.headers.get("hx-request"):
+        # htmx would swap the login page into a fragment; make the browser navigate instead.
+        return Response(status_code=401, headers={"HX-Redirect": f"{PREFIX}/login"})
+    return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
+
+
+async def _wrong_role(request: Request, exc: WrongRole) -> Response:
+    return render(request, "forbidden.html", staff=exc.staff, status_code=403)
+
+
+async def _csrf_refused(request: Request, exc: CsrfRefused) -> Response:
+    return render(request, "csrf.html", staff=None, status_code=403)
+
+
+async def _staff_or_problem(request: Request, exc: HubError) -> Response:
+    if not request.url.path.startswith(PREFIX):
+        return await problems.hub_error(request, exc)
+    template = "notfound.html" if exc.status == 404 else "error.html"
+    return render(request, template, staff=None, status_code=exc.status, detail=exc.detail)
