@@ -124,6 +124,38 @@ async def check_csrf(request: Request, staff: Staff = Depends(current_staff)) ->
     return staff
 
 
+def posting(*roles: str) -> Callable[..., Staff]:
+    """A dependency for forms: the session's CSRF token first, then the role."""
+
+    def dependency(staff: Staff = Depends(check_csrf)) -> Staff:
+        if staff.role not in roles:
+            raise WrongRole(staff)
+        return staff
+
+    return dependency
+
+
+def audit_staff(
+    session: Session,
+    staff: Staff,
+    action: str,
+    *,
+    person_id: str | None = None,
+    purpose: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write what a staff member did or saw to the audit trail, in the caller's transaction."""
+    audit(
+        session,
+        actor_type="staff",
+        actor=staff.email,
+        action=action,
+        person_id=person_id,
+        purpose=purpose,
+        details=details,
+    )
+
+
 @contextmanager
 def viewing(
     request: Request,
@@ -137,12 +169,4 @@ def viewing(
     """A unit of work that also writes the staff view of personal data to the audit trail."""
     with unit_of_work(request.app.state.session_factory) as session:
         yield session
-        audit(
-            session,
-            actor_type="staff",
-            actor=staff.email,
-            action=action,
-            person_id=person_id,
-            purpose=purpose,
-            details=details,
-        )
+        audit_staff(session, staff, action, person_id=person_id, purpose=purpose, details=details)

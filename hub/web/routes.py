@@ -34,7 +34,9 @@ from hub.web.pages import (
     LANG_COOKIE,
     PREFIX,
     SESSION_COOKIE,
+    audit_staff,
     check_csrf,
+    posting,
     render,
     require,
     viewing,
@@ -144,7 +146,7 @@ def logout(request: Request, staff: Staff = Depends(check_csrf)) -> Response:
     with unit_of_work(request.app.state.session_factory) as session:
         if token:
             accounts.end_session(session, token=token)
-        _audit(session, staff, "staff.logout")
+        audit_staff(session, staff, "staff.logout")
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -320,22 +322,22 @@ def _person_context(
         "name": name,
         "referrals": list(refs),
         "partners": partners,
-        "event_types": _EVENT_LABELS,
+        "event_types": {f"{TYPE_PREFIX}{kind}.v1": f"event.{kind}" for kind in _EVENT_KINDS},
         "purposes": sorted(visible),
         "new_types": _types_staff_may_request(session, request, staff),
     }
 
 
-_EVENT_LABELS = {
-    TYPE_PREFIX + "referral.requested.v1": "Überweisung angefragt / referral requested",
-    TYPE_PREFIX + "referral.status-changed.v1": "Stand geändert / status changed",
-    TYPE_PREFIX + "referral.deadline-due.v1": "Frist / deadline",
-    TYPE_PREFIX + "referral.delivered.v1": "zugestellt / delivered",
-    TYPE_PREFIX + "referral.delivery-failed.v1": "Zustellung gescheitert / delivery failed",
-    TYPE_PREFIX + "consent.granted.v1": "Einwilligung erteilt / consent granted",
-    TYPE_PREFIX + "consent.withdrawn.v1": "Einwilligung widerrufen / consent withdrawn",
-    TYPE_PREFIX + "person.erased.v1": "gelöscht / erased",
-}
+_EVENT_KINDS = (
+    "referral.requested",
+    "referral.status-changed",
+    "referral.deadline-due",
+    "referral.delivered",
+    "referral.delivery-failed",
+    "consent.granted",
+    "consent.withdrawn",
+    "person.erased",
+)
 
 
 def _entry_view(entry: TimelineEntry) -> dict[str, Any]:
@@ -386,7 +388,7 @@ def _referral(
     with unit_of_work(request.app.state.session_factory) as session:
         referral = _visible_referral(session, request, staff, referral_id)
         rtype = catalogue.types[referral.type]
-        _audit(
+        audit_staff(
             session,
             staff,
             "staff.referral_viewed",
@@ -463,9 +465,8 @@ def add_note(
     request: Request,
     referral_id: str,
     text: str = Form(""),
-    staff: Staff = Depends(check_csrf),
+    staff: Staff = Depends(posting(*CASE_ROLES)),
 ) -> Response:
-    _require_case_role(staff)
     text = text.strip()
     if not text or len(text) > 2000:
         return _referral(
@@ -485,7 +486,7 @@ def add_note(
                 text=seal_value(session, referral.person_id, text) or "",
             )
         )
-        _audit(
+        audit_staff(
             session,
             staff,
             "staff.note_added",
@@ -501,9 +502,8 @@ def cancel(
     request: Request,
     referral_id: str,
     reason: str = Form(""),
-    staff: Staff = Depends(check_csrf),
+    staff: Staff = Depends(posting(*CASE_ROLES)),
 ) -> Response:
-    _require_case_role(staff)
     settings = request.app.state.settings
     try:
         change = StatusChange(status=Status.CANCELLED, reason=reason or None)
@@ -518,7 +518,7 @@ def cancel(
                 catalogue=request.app.state.catalogue,
                 settings=settings,
             )
-            _audit(
+            audit_staff(
                 session,
                 staff,
                 "staff.referral_cancelled",
@@ -546,9 +546,8 @@ def new_referral_form(
 
 @router.post("/people/{person_id}/referrals", response_class=HTMLResponse)
 async def create_referral(
-    request: Request, person_id: str, staff: Staff = Depends(check_csrf)
+    request: Request, person_id: str, staff: Staff = Depends(posting(*CASE_ROLES))
 ) -> Response:
-    _require_case_role(staff)
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     type_id = values.get("type", "")
@@ -580,7 +579,7 @@ async def create_referral(
                 policy=request.app.state.policy,
                 settings=request.app.state.settings,
             )
-            _audit(
+            audit_staff(
                 session,
                 staff,
                 "staff.referral_created",
@@ -661,39 +660,10 @@ def _staff_partner(session: Session, request: Request) -> Partner:
 # ---------------------------------------------------------------------- helpers
 
 
-def _require_case_role(staff: Staff) -> None:
-    from hub.web.pages import WrongRole
-
-    if staff.role not in CASE_ROLES:
-        raise WrongRole(staff)
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     return f"{where}: {err['msg']}" if where else str(err["msg"])
-
-
-def _audit(
-    session: Session,
-    staff: Staff,
-    action: str,
-    *,
-    person_id: str | None = None,
-    purpose: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    from hub.audit.service import record
-
-    record(
-        session,
-        actor_type="staff",
-        actor=staff.email,
-        action=action,
-        person_id=person_id,
-        purpose=purpose,
-        details=details,
-    )
 
 
 def _audit_login(session: Session, who: str, *, ok: bool) -> None:
