@@ -279,11 +279,21 @@ def staff() -> None:
     is_flag=True,
     help="Read the password from standard input instead of prompting.",
 )
-def staff_add(email: str, role: str, purposes: tuple[str, ...], password_stdin: bool) -> None:
-    """Create a local staff account (password at least 12 characters)."""
+@click.option(
+    "--no-password",
+    is_flag=True,
+    help="No local password: the account logs in through the city's OpenID Connect provider.",
+)
+def staff_add(
+    email: str, role: str, purposes: tuple[str, ...], password_stdin: bool, no_password: bool
+) -> None:
+    """Create a staff account (local password at least 12 characters, or --no-password)."""
     from hub.web.accounts import add_staff
 
-    if password_stdin:
+    password: str | None
+    if no_password:
+        password = None
+    elif password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)

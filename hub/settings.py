@@ -83,8 +83,10 @@ class Settings(BaseSettings):
     staff_oidc_issuer: str | None = Field(
         None, description="The city's OpenID Connect provider for staff login; off when unset."
     )
-    staff_oidc_client_id: str | None = None
-    staff_oidc_client_secret: str | None = None
+    staff_oidc_client_id: str | None = Field(None, description="The hub's client id there.")
+    staff_oidc_client_secret: str | None = Field(
+        None, description="The hub's client secret there (client_secret_basic or _post)."
+    )
     seed_partners: bool = True
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
