@@ -61,7 +61,7 @@ def install(app: FastAPI) -> None:
     """Register the handlers that render every error as a problem document."""
     app.add_exception_handler(HubError, hub_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
@@ -128,7 +128,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return problem_response(doc)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     slugs = {404: "not-found", 405: "method-not-allowed"}
     doc = {
         "type": PROBLEM_BASE + slugs.get(exc.status_code, "http-error"),

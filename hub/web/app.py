@@ -8,11 +8,12 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from hub.api import problems
 from hub.errors import HubError
-from hub.web import routes
+from hub.web import dashboard, oidc, operations, routes
 from hub.web.pages import PREFIX, CsrfRefused, LoginRequired, WrongRole, render
 
 STATIC = Path(__file__).parent / "static"
@@ -46,12 +47,16 @@ def install(app: FastAPI) -> None:
     """Add the staff UI to the gateway app."""
     app.state.login_throttle = routes.LoginThrottle(routes.LOGIN_ATTEMPTS_PER_MINUTE)
     app.include_router(routes.router)
+    app.include_router(dashboard.router)
+    app.include_router(operations.router)
+    app.include_router(oidc.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="staff-static")
     app.add_middleware(StaffHeaders)
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(WrongRole, _wrong_role)  # type: ignore[arg-type]
     app.add_exception_handler(CsrfRefused, _csrf_refused)  # type: ignore[arg-type]
     app.add_exception_handler(HubError, _staff_or_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _staff_page_or_problem)  # type: ignore[arg-type]
 
     @app.get("/", include_in_schema=False)
     def root() -> Response:
@@ -79,3 +84,9 @@ async def _staff_or_problem(request: Request, exc: HubError) -> Response:
         return await problems.hub_error(request, exc)
     template = "notfound.html" if exc.status == 404 else "error.html"
     return render(request, template, staff=None, status_code=exc.status, detail=exc.detail)
+
+
+async def _staff_page_or_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    if not request.url.path.startswith(PREFIX) or exc.status_code != 404:
+        return await problems.http_error(request, exc)
+    return render(request, "notfound.html", staff=None, status_code=404, detail=request.url.path)

@@ -6,7 +6,6 @@ running hub; these tests pin the rules one by one.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,14 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from hub.app import create_app
 from hub.audit.models import AuditRecord
 from hub.db import unit_of_work, utcnow
 from hub.referrals.models import Referral, StaffNote
 from hub.timeline.models import TimelineEntry
 from hub.web.accounts import add_staff
+from tests.staffweb import PASSWORD, csrf_of, staff_client
+from tests.staffweb import log_in as login
 
-PASSWORD = "a long staff password"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -50,28 +49,8 @@ def staff_hub(hub_and_partners: Any) -> Any:
 
 @pytest.fixture
 def browser(staff_hub: Any) -> Iterator[TestClient]:
-    # https: the session cookie is Secure, and a client honouring that sends it only so.
-    with TestClient(
-        create_app(staff_hub, kafka_check=lambda: True), base_url="https://testserver"
-    ) as c:
+    with staff_client(staff_hub) as c:
         yield c
-
-
-def login(client: TestClient, email: str, password: str = PASSWORD) -> Any:
-    page = client.get("/staff/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.text
-    return client.post(
-        "/staff/login",
-        data={"email": email, "password": password, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-
-
-def csrf_of(page_html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page_html)
-    assert found
-    return found.group(1)
 
 
 def refer_student(client: TestClient, partners: Any, *, given_name: str = "Wei") -> dict[str, Any]:
@@ -295,3 +274,74 @@ def test_login_attempts_from_one_address_are_throttled(browser: TestClient) -> N
     ]
     assert codes[:10] == [401] * 10
     assert codes[10:] == [429, 429]
+
+
+def test_unknown_staff_pages_are_html_and_the_api_stays_problem_json(browser: TestClient) -> None:
+    login(browser, "res@duisburg.de")
+    page = browser.get("/staff/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    api = browser.get("/v1/no-such-resource")
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_hub_staff_add_from_the_command_line(database_url: str, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from hub.web.models import StaffAccount
+
+    env = {"HUB_DATABASE_URL": database_url, "HUB_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    ok = runner.invoke(
+        main,
+        [
+            "staff",
+            "add",
+            "A.Yilmaz@Stadt-Duisburg.de",
+            "--role",
+            "caseworker",
+            "--purpose",
+            "residence",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+    )
+    assert ok.exit_code == 0, ok.output
+    short = runner.invoke(
+        main,
+        [
+            "staff",
+            "add",
+            "b@stadt-duisburg.de",
+            "--role",
+            "caseworker",
+            "--purpose",
+            "residence",
+            "--password-stdin",
+        ],
+        input="short\n",
+        env=env,
+    )
+    assert short.exit_code != 0 and "12 characters" in short.output
+    no_purpose = runner.invoke(
+        main,
+        ["staff", "add", "c@stadt-duisburg.de", "--role", "team_lead", "--no-password"],
+        env=env,
+    )
+    assert no_purpose.exit_code != 0 and "purpose domain" in no_purpose.output
+    city = runner.invoke(
+        main, ["staff", "add", "d@stadt-duisburg.de", "--role", "dpo", "--no-password"], env=env
+    )
+    assert city.exit_code == 0, city.output
+    from hub.bootstrap import bootstrap
+    from hub.settings import Settings
+
+    hub = bootstrap(Settings(database_url=database_url, data_dir=tmp_path))
+    with hub.session_factory() as session:
+        accounts = {a.email: a for a in session.scalars(select(StaffAccount))}
+    hub.engine.dispose()
+    assert set(accounts) == {"a.yilmaz@stadt-duisburg.de", "d@stadt-duisburg.de"}
+    assert accounts["a.yilmaz@stadt-duisburg.de"].password_hash.startswith("scrypt$")
+    assert accounts["d@stadt-duisburg.de"].password_hash is None
