@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import json
 import signal
@@ -331,6 +332,7 @@ def deadletters_list(partner: str | None) -> None:
 @click.option("--partner", help="Replay every dead letter addressed to this partner.")
 def deadletters_replay(letter_id: str | None, partner: str | None) -> None:
     """Replay one dead letter by id (partition:offset), or all of a partner's."""
+    from hub.audit.service import record as audit_record
     from hub.deadletters import service as dlq
 
     if bool(letter_id) == bool(partner):
@@ -349,7 +351,20 @@ def deadletters_replay(letter_id: str | None, partner: str | None) -> None:
     for letter in chosen:
         try:
             with unit_of_work(hub.session_factory) as session:
-                dlq.replay(session, letter=letter, catalogue=hub.catalogue)
+                row = dlq.replay(session, letter=letter, catalogue=hub.catalogue)
+                audit_record(
+                    session,
+                    actor_type="system",
+                    actor=f"cli:{getpass.getuser()}",
+                    action="operator.deadletter_replayed",
+                    details={
+                        "letter_id": letter.id,
+                        "event_id": row.event_id,
+                        "topic": row.topic,
+                        "recipient": letter.recipient,
+                        "replay": row.replay,
+                    },
+                )
             click.echo(f"replayed {letter.id} ({letter.event_id})")
         except HubError as exc:
             click.echo(f"not replayed {letter.id}: {exc.detail}", err=True)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from hub.audit.models import AuditRecord
 from hub.db import unit_of_work
 from hub.deadletters import service as dlq
 from hub.timeline.models import TimelineEntry
@@ -209,6 +210,11 @@ def test_rejected_message_is_dead_lettered_shown_and_replayed_once(
 
         httpx.post(f"{jobcenter.server.url}/_sim/mode", json={"mode": "ok"})
         assert f"replayed {letter.id}" in hub_cli(running, "deadletters", "replay", letter.id)
+        with running.hub.session_factory() as session:
+            replayed = session.scalars(
+                select(AuditRecord).where(AuditRecord.action == "operator.deadletter_replayed")
+            ).one()
+        assert replayed.actor.startswith("cli:") and replayed.details["letter_id"] == letter.id
         # A second replay must not deliver it twice.
         with unit_of_work(running.hub.session_factory) as session:
             dlq.replay(session, letter=letter, catalogue=running.hub.catalogue)
