@@ -6,12 +6,15 @@ The app factory sets ``app.state.settings``, ``app.state.session_factory``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.auth import dpop as dpop_module
+from hub.auth.dpop import DPoP
 from hub.auth.keys import SigningKeys
 from hub.auth.tokens import Principal, TokenValidator
 from hub.db import unit_of_work
@@ -19,6 +22,10 @@ from hub.errors import Unauthenticated
 from hub.settings import Settings
 
 REALM = "talent-hub"
+# RFC 9449 §7.2: a resource server taking both schemes challenges with both.
+CHALLENGE = (
+    f'Bearer realm="{REALM}", DPoP realm="{REALM}", algs="{" ".join(dpop_module.DPOP_ALGS)}"'
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -36,6 +43,14 @@ def get_token_validator(request: Request) -> TokenValidator:
     return cast(TokenValidator, request.app.state.token_validator)
 
 
+def get_dpop(request: Request) -> DPoP:
+    """DPoP proof checking and nonces, made on first use (every instance shares the nonce key)."""
+    dpop = getattr(request.app.state, "dpop", None)
+    if dpop is None:
+        dpop = request.app.state.dpop = DPoP(get_settings(request))
+    return cast(DPoP, dpop)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """A session committed after the route returns, rolled back if it raises."""
     factory = cast(sessionmaker[Session], request.app.state.session_factory)
@@ -50,22 +65,60 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
 
 
+def access_token(authorization: str | None) -> tuple[str, str]:
+    """The scheme (``bearer`` or ``dpop``) and token of an ``Authorization`` header."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() not in ("bearer", "dpop") or not token.strip():
+        # RFC 6750 §3.1: a request without credentials gets a challenge but no error code.
+        raise Unauthenticated("missing bearer token", www_authenticate=CHALLENGE)
+    return scheme.lower(), token.strip()
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        # RFC 6750 §3.1: a request without credentials gets a challenge but no error code.
-        raise Unauthenticated("missing bearer token", www_authenticate=f'Bearer realm="{REALM}"')
-    return token.strip()
+    scheme, token = access_token(authorization)
+    if scheme != "bearer":
+        raise Unauthenticated("missing bearer token", www_authenticate=CHALLENGE)
+    return token
 
 
 def require_scope(scope: str) -> Callable[[Request], Principal]:
-    """A dependency that authenticates the bearer token and requires the scope."""
+    """A dependency that authenticates the access token and requires the scope.
+
+    A DPoP-bound token is accepted only as ``Authorization: DPoP`` with a valid proof of its
+    key (RFC 9449 §7); presented as ``Bearer`` it is refused, whoever holds it.
+    """
 
     def dependency(request: Request) -> Principal:
-        token = bearer_token(request.headers.get("authorization"))
-        principal = get_token_validator(request).validate(token)
+        scheme, token = access_token(request.headers.get("authorization"))
+        validator = get_token_validator(request)
+        if scheme == "dpop":
+            principal = _dpop_principal(request, validator, token)
+        else:
+            principal = validator.validate(token)
+            if principal.jkt is not None:
+                raise dpop_module.challenge("invalid_token", "DPoP-bound token sent as Bearer")
         principal.require(scope)
         return principal
 
     return dependency
+
+
+def _dpop_principal(request: Request, validator: TokenValidator, token: str) -> Principal:
+    try:
+        principal = validator.validate(token)
+    except Unauthenticated as exc:  # the same refusal, in the scheme the client used
+        raise dpop_module.challenge("invalid_token", exc.detail) from exc
+    if principal.jkt is None:
+        raise dpop_module.challenge("invalid_token", "token is not DPoP-bound")
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    get_dpop(request).resource_proof(
+        cast(sessionmaker[Session], request.app.state.session_factory),
+        request.headers.getlist("dpop"),
+        method=request.method,
+        path=raw_path.decode("latin-1").partition("?")[0],
+        access_token=token,
+        jkt=principal.jkt,
+        now=time.time(),
+    )
+    return principal

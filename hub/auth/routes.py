@@ -8,15 +8,17 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from hub.auth.deps import REALM, SessionDep, SettingsDep, SigningKeysDep
+from hub.auth.deps import REALM, SessionDep, SettingsDep, SigningKeysDep, get_dpop
+from hub.auth.dpop import UseDPoPNonce
+from hub.auth.keys import JWKS_MAX_AGE_SECONDS
 from hub.auth.server import metadata, token_endpoint, token_request
+from hub.db import utcnow
 from hub.errors import HubError, MalformedRequest
 
 router = APIRouter(tags=["oauth"])
 
 # RFC 6749 §5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-JWKS_MAX_AGE_SECONDS = 300
 MAX_FORM_FIELDS = 20
 
 
@@ -36,7 +38,41 @@ async def token_form(request: Request) -> dict[str, str]:
     return form
 
 
-@router.post("/oauth/token", name="oauth_token")
+_PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
+_TOKEN_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {"type": "string"},
+                        "client_assertion_type": {"type": "string"},
+                        "client_assertion": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/oauth/token",
+    name="oauth_token",
+    openapi_extra=_TOKEN_FORM,
+    responses={
+        400: {
+            "description": "invalid_request, invalid_grant or invalid_scope (RFC 6749 §5.2)",
+            "content": _PROBLEM,
+        },
+        401: {"description": "invalid_client", "content": _PROBLEM},
+        429: {"description": "too many requests", "content": _PROBLEM},
+    },
+)
 def token(
     request: Request,
     form: Annotated[dict[str, str], Depends(token_form)],
@@ -44,7 +80,9 @@ def token(
     settings: SettingsDep,
     keys: SigningKeysDep,
 ) -> JSONResponse:
-    """Issue an access token for the client credentials grant."""
+    """Issue an access token for the client credentials grant (DPoP-bound with a proof)."""
+    dpop = get_dpop(request)
+    now = utcnow()
     try:
         answer = token_request(
             session=session,
@@ -53,11 +91,18 @@ def token(
             form=form,
             authorization_header=request.headers.get("authorization"),
             token_endpoint_url=token_endpoint(settings),
+            now=now,
+            dpop=dpop,
+            dpop_proofs=request.headers.getlist("dpop"),
         )
     except HubError as exc:
         session.rollback()
         return _oauth_error(exc, request)
-    return JSONResponse(answer, headers=NO_STORE)
+    headers = dict(NO_STORE)
+    nonce = dpop.fresh_nonce(now.timestamp())
+    if nonce is not None:  # RFC 9449 §8.2: the nonce for the client's next token request
+        headers["DPoP-Nonce"] = nonce
+    return JSONResponse(answer, headers=headers)
 
 
 def _oauth_error(exc: HubError, request: Request) -> JSONResponse:
@@ -65,6 +110,8 @@ def _oauth_error(exc: HubError, request: Request) -> JSONResponse:
     if exc.status == 401:
         # RFC 6749 §5.2: a 401 for invalid_client carries the scheme the client should use.
         headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    if isinstance(exc, UseDPoPNonce):
+        headers["DPoP-Nonce"] = exc.nonce
     problem: dict[str, Any] = exc.to_problem(instance=request.url.path)
     return JSONResponse(
         problem, status_code=exc.status, headers=headers, media_type="application/problem+json"

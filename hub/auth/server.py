@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -16,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.auth.dpop import DPOP_ALGS, DPoP, InvalidDPoPProof, ProofRejected
 from hub.auth.keys import SigningKeys
 from hub.auth.models import UsedAssertion
 from hub.auth.scopes import SCOPES
@@ -29,6 +31,8 @@ from hub.settings import Settings
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # RSA PKCS#1 v1.5 and HMAC are left out: the design allows only ES256, PS256 and EdDSA.
 ASSERTION_ALGS = ("ES256", "PS256", "EdDSA")
+# Explicit types other than these (at+jwt, dpop+jwt, ...) mark JWTs made for something else.
+ASSERTION_TYPES = frozenset({"jwt", "client-authentication+jwt"})
 AUTH_METHODS = ("private_key_jwt", "client_secret_basic")
 _NO_SECRET = hash_secret("no client has this secret")
 
@@ -48,6 +52,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),
         "scopes_supported": list(SCOPES),
     }
 
@@ -61,14 +66,22 @@ def token_request(
     authorization_header: str | None,
     token_endpoint_url: str,
     now: datetime | None = None,
+    dpop: DPoP | None = None,
+    dpop_proofs: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Answer a token request: authenticate the client, grant scopes, issue a token."""
+    """Answer a token request: authenticate the client, grant scopes, issue a token.
+
+    With a DPoP proof (the ``DPoP`` request headers in ``dpop_proofs``) the token is bound to
+    the proof's key (RFC 9449 §5); partners with ``dpop_required`` must send one.
+    """
     grant_type = form.get("grant_type")
     if grant_type is None:
         raise InvalidGrant("grant_type is required", error="invalid_request")
     if grant_type != "client_credentials":
         raise InvalidGrant("only client_credentials is supported", error="unsupported_grant_type")
     now = now or utcnow()
+    dpop = dpop or DPoP(settings)
+    proof = dpop.token_proof(dpop_proofs, token_endpoint_url, now.timestamp())
     client = authenticate_client(
         session=session,
         settings=settings,
@@ -77,13 +90,26 @@ def token_request(
         token_endpoint_url=token_endpoint_url,
         now=now,
     )
+    if proof is None and client.partner.dpop_required:
+        raise InvalidDPoPProof("this client must send a DPoP proof", error="invalid_dpop_proof")
     scopes = _granted_scopes(client, form.get("scope"))
+    if proof is not None:
+        try:
+            dpop.remember(session, proof, now.timestamp())
+        except ProofRejected as exc:
+            raise InvalidDPoPProof(str(exc), error="invalid_dpop_proof") from exc
     token, expires_in = issue_access_token(
-        session=session, keys=keys, settings=settings, client=client, scopes=scopes, now=now
+        session=session,
+        keys=keys,
+        settings=settings,
+        client=client,
+        scopes=scopes,
+        now=now,
+        jkt=proof.jkt if proof else None,
     )
     return {
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if proof else "Bearer",
         "expires_in": expires_in,
         "scope": " ".join(sorted(scopes)),
     }
@@ -171,8 +197,12 @@ def _parse_assertion(assertion: str) -> tuple[jws.CompactSignature, dict[str, An
         raise _invalid_client("client assertion malformed") from exc
     if not isinstance(claims, dict):
         raise _invalid_client("client assertion malformed")
-    if signed.headers().get("alg") not in ASSERTION_ALGS:
+    header = signed.headers()
+    if header.get("alg") not in ASSERTION_ALGS:
         raise _invalid_client("client assertion algorithm not allowed")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ASSERTION_TYPES):
+        raise _invalid_client("client assertion typ not allowed")
     return signed, claims
 
 
@@ -196,10 +226,7 @@ def _verify_assertion_signature(signed: jws.CompactSignature, jwks: dict[str, An
 def _check_assertion_claims(
     claims: dict[str, Any], settings: Settings, endpoint: str, now: float
 ) -> float:
-    aud = claims.get("aud")
-    audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-    if not audiences & {settings.resolved_issuer, endpoint}:
-        raise _invalid_client("client assertion audience mismatch")
+    _check_assertion_audience(claims.get("aud"), settings, endpoint)
     skew, max_lifetime = settings.clock_skew_seconds, settings.client_assertion_max_lifetime_seconds
     exp = _number(claims, "exp")
     if now >= exp + skew:
@@ -216,6 +243,18 @@ def _check_assertion_claims(
     if not isinstance(jti, str) or not 0 < len(jti) <= 255:
         raise _invalid_client("client assertion missing jti")
     return exp
+
+
+def _check_assertion_audience(aud: object, settings: Settings, endpoint: str) -> None:
+    # draft-ietf-oauth-rfc7523bis: the issuer identifier, alone. An array naming anyone else
+    # too would be accepted by that other server as well, so it is refused. The token
+    # endpoint URL (RFC 7523, authlib's default) is accepted while the setting allows it.
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    accepted = {settings.resolved_issuer}
+    if settings.client_assertion_token_endpoint_audience:
+        accepted.add(endpoint)
+    if not audiences or not all(isinstance(a, str) and a in accepted for a in audiences):
+        raise _invalid_client("client assertion audience mismatch")
 
 
 def _number(claims: dict[str, Any], name: str) -> float:

@@ -28,6 +28,8 @@ ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 LOCAL_RELOAD_SECONDS = 1.0
 EXTERNAL_RELOAD_SECONDS = 60.0
 JWKS_MAX_AGE_SECONDS = 300.0
+# Our own keys come from the database: reread often, so a retired key stops verifying soon.
+LOCAL_MAX_AGE_SECONDS = 30.0
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 
 
@@ -39,8 +41,13 @@ def issue_access_token(
     client: OAuthClient,
     scopes: frozenset[str],
     now: datetime | None = None,
+    jkt: str | None = None,
 ) -> tuple[str, int]:
-    """A signed access token for the client and its lifetime in seconds."""
+    """A signed access token for the client and its lifetime in seconds.
+
+    With ``jkt`` (the thumbprint of a DPoP proof key) the token is bound to that key
+    (RFC 9449 §6: ``cnf.jkt``) and is worthless without it.
+    """
     key = keys.current(session)
     issued_at = int(now.timestamp()) if now else int(time.time())
     ttl = settings.access_token_ttl_seconds
@@ -56,6 +63,8 @@ def issue_access_token(
         "exp": issued_at + ttl,
         "jti": str(uuid.uuid4()),
     }
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     header = {"alg": ALG, "typ": "at+jwt", "kid": key.kid}
     return jwt.encode(header, claims, key, algorithms=[ALG]), ttl
 
@@ -69,6 +78,8 @@ class Principal:
     scopes: frozenset[str]
     token_id: str
     issuer: str
+    # The RFC 7638 thumbprint a DPoP-bound token is bound to (its cnf.jkt); None for bearer.
+    jkt: str | None = None
 
     def require(self, scope: str) -> None:
         """Raise InsufficientScope unless the token grants the scope (RFC 6750 §3.1)."""
@@ -87,9 +98,15 @@ def invalid_token(reason: str) -> Unauthenticated:
 class _KeyCache:
     """A JWKS from a loader; reloaded when stale or on an unknown kid, but rate-limited."""
 
-    def __init__(self, load: Callable[[], dict[str, Any]], min_reload: float) -> None:
+    def __init__(
+        self,
+        load: Callable[[], dict[str, Any]],
+        min_reload: float,
+        max_age: float = JWKS_MAX_AGE_SECONDS,
+    ) -> None:
         self._load = load
         self._min_reload = min_reload
+        self._max_age = max_age
         self._lock = threading.Lock()
         self._keys: KeySet = KeySet([])
         self._loaded_at: float | None = None
@@ -99,7 +116,7 @@ class _KeyCache:
         with self._lock:
             now = time.monotonic()
             age = None if self._loaded_at is None else now - self._loaded_at
-            key = self._lookup(kid) if age is not None and age < JWKS_MAX_AGE_SECONDS else None
+            key = self._lookup(kid) if age is not None and age < self._max_age else None
             if key is None and (age is None or age >= self._min_reload):
                 self._loaded_at = now
                 self._keys = _signing_keys(self._load())
@@ -112,7 +129,8 @@ class _KeyCache:
 
 def _signing_keys(jwks: dict[str, Any]) -> KeySet:
     keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("use") != "enc"]
-    return KeySet.import_key_set({"keys": keys})
+    # An empty set is a valid answer (every key retired): it means "unknown kid", not an outage.
+    return KeySet.import_key_set({"keys": keys}) if keys else KeySet([])
 
 
 @dataclass(frozen=True)
@@ -138,22 +156,26 @@ class TokenValidator:
         partner_active: Callable[[str], bool],
         http: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
+        client_active: Callable[[str], bool] | None = None,
     ) -> None:
         self._skew = settings.clock_skew_seconds
         self._partner_active = partner_active
+        # Our own tokens name one of our OAuth clients: a revoked client loses them at once.
+        self._client_active = client_active
         self._clock = clock
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS)
         local = _Trust(
             issuer=settings.resolved_issuer,
             algorithms=frozenset({ALG}),  # pinned: never trust the header to pick for us
-            keys=_KeyCache(local_jwks, LOCAL_RELOAD_SECONDS),
+            keys=_KeyCache(local_jwks, LOCAL_RELOAD_SECONDS, LOCAL_MAX_AGE_SECONDS),
             audience=settings.api_audience,
             partner_claim="partner_id",
             client_claims=("client_id",),
         )
         self._trusts = {t.issuer: self._external(t, settings) for t in settings.external_issuers}
         self._trusts[local.issuer] = local
+        self._local = local
 
     def _external(self, issuer: ExternalIssuer, settings: Settings) -> _Trust:
         return _Trust(
@@ -189,6 +211,9 @@ class TokenValidator:
         principal = _principal(claims, trust)
         if not self._partner_active(principal.partner_id):
             raise invalid_token("token partner unknown or inactive")
+        client_active = self._client_active if trust is self._local else None
+        if client_active is not None and not client_active(principal.client_id):
+            raise invalid_token("token client revoked")
         return principal
 
 
@@ -218,7 +243,7 @@ def _check_type(header: dict[str, Any]) -> None:
 def _verify(signed: jws.CompactSignature, trust: _Trust, header: dict[str, Any]) -> None:
     # The key comes only from the issuer's JWKS: jku, x5u and jwk headers are never followed.
     alg = header.get("alg")
-    if alg not in trust.algorithms:
+    if not isinstance(alg, str) or alg not in trust.algorithms:
         raise invalid_token("token algorithm not allowed")
     kid = header.get("kid")
     if not isinstance(kid, str):
@@ -271,7 +296,18 @@ def _principal(claims: dict[str, Any], trust: _Trust) -> Principal:
         scopes=_scopes(claims),
         token_id=_text(claims.get("jti"), "jti"),
         issuer=trust.issuer,
+        jkt=_confirmation(claims),
     )
+
+
+def _confirmation(claims: dict[str, Any]) -> str | None:
+    # RFC 7800 / RFC 9449 §6: only the DPoP key binding can be checked here (no mTLS).
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, dict) or set(cnf) != {"jkt"}:
+        raise invalid_token("token confirmation method unsupported")
+    return _text(cnf["jkt"], "cnf.jkt")
 
 
 def _text(value: object, name: str) -> str:
@@ -321,6 +357,18 @@ def build_token_validator(
             partner = session.get(Partner, partner_id)
             return partner is not None and partner.active
 
+    def client_active(client_id: str) -> bool:
+        # Read on every call, not cached: revoking a client ends its tokens at once. Clients
+        # are revoked, never deleted; a client id we do not know could only come from whoever
+        # holds our signing key, and this check would not stop them anyway.
+        with session_factory() as session:
+            client = session.get(OAuthClient, client_id)
+            return client is None or client.revoked_at is None
+
     return TokenValidator(
-        settings=settings, local_jwks=local_jwks, partner_active=partner_active, http=http
+        settings=settings,
+        local_jwks=local_jwks,
+        partner_active=partner_active,
+        http=http,
+        client_active=client_active,
     )
