@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.egress import DEVELOPMENT, EgressRefused, check_url
 
 SECRET_SCHEMES = ("env:", "file:", "value:")
 
@@ -37,6 +39,17 @@ class ConnectorConfig(BaseModel):
     read_timeout: float = Field(10.0, gt=0)
     max_response_bytes: int = Field(65536, gt=0)
     mode: Literal["push", "pull"] = "pull"
+
+    @field_validator("endpoint_url", "token_endpoint")
+    @classmethod
+    def _callable_url(cls, url: str | None) -> str | None:
+        # The checks every profile shares; the hub adds its profile's (connect_partner).
+        if url is not None:
+            try:
+                check_url(url, DEVELOPMENT)
+            except EgressRefused as exc:
+                raise ValueError(str(exc)) from None
+        return url
 
     @model_validator(mode="after")
     def _push_needs_endpoint(self) -> ConnectorConfig:

@@ -4,7 +4,8 @@ Each attempt carries an OAuth access token from the partner's own token endpoint
 credentials, ``client_secret_basic``), the HMAC signature of ``connectors.signing`` and the
 event id as ``Idempotency-Key``. Redirects are never followed and the partner's answer is read
 only up to a limit, so a misbehaving partner can neither redirect our signed messages elsewhere
-nor exhaust our memory.
+nor exhaust our memory. Both the webhook and the token endpoint go through the egress guard
+(``connectors.egress``): a URL the policy forbids is a transient failure that pauses the partner.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
 from connectors.base import DeliveryResult, OutboundMessage
+from connectors.egress import DEVELOPMENT, EgressPolicy, EgressRefused, client_options
 from connectors.signing import sign
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class HttpDeliverer:
         max_response_bytes: int = 65536,
         scope: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        egress: EgressPolicy = DEVELOPMENT,
     ) -> None:
         self._endpoint_url = endpoint_url
         self._token_endpoint = token_endpoint
@@ -71,14 +74,18 @@ class HttpDeliverer:
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )
+        # The hub passes the policy of its profile (consumers/registry.py); the default suits
+        # tests and tools that talk to simulators on loopback.
+        guard = client_options(egress)
+        if transport is not None:
+            guard["transport"] = transport
         self._http = OAuth2Client(
             client_id=client_id,
             client_secret=client_secret,
             token_endpoint_auth_method="client_secret_basic",  # noqa: S106
             scope=scope,
             timeout=timeout,
-            follow_redirects=False,
-            transport=transport,
+            **guard,
         )
 
     def deliver(self, message: OutboundMessage) -> DeliveryResult:
@@ -120,6 +127,8 @@ class HttpDeliverer:
                 return _classify(response, self._max_response_bytes)
         except httpx.TimeoutException as exc:
             return DeliveryResult("transient", reason=f"timeout ({type(exc).__name__})")
+        except EgressRefused as exc:
+            return DeliveryResult("transient", reason=f"endpoint refused by egress policy: {exc}")
         except httpx.HTTPError as exc:
             return DeliveryResult("transient", reason=f"connection failed ({type(exc).__name__})")
 
@@ -153,6 +162,8 @@ class HttpDeliverer:
             answer = self._http.fetch_token(self._token_endpoint, grant_type="client_credentials")
         except httpx.HTTPStatusError as exc:
             raise _TokenUnavailable(f"token endpoint answered {exc.response.status_code}") from exc
+        except EgressRefused as exc:
+            raise _TokenUnavailable(f"token endpoint refused by egress policy: {exc}") from exc
         except httpx.HTTPError as exc:
             raise _TokenUnavailable(f"token endpoint unreachable ({type(exc).__name__})") from exc
         except OAuthError as exc:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.config import ConnectorConfig, resolve_secret
+from connectors.egress import EgressPolicy
 from connectors.http import HttpDeliverer
 from connectors.registry import connector_for
 from consumers import deadlines, inbox, router, timeline
@@ -91,6 +92,7 @@ def _delivery_runner(
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         max_response_bytes=config.max_response_bytes,
+        egress=EgressPolicy.for_profile(settings.profile),
     )
 
     def consumer_factory(topics: list[str]) -> Any:

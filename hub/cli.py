@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from hub import logs, runtime
-from hub.bootstrap import bootstrap, kafka_probe
+from hub.bootstrap import Hub, bootstrap, kafka_probe
 from hub.db import unit_of_work
 from hub.errors import HubError
 from hub.settings import Settings
@@ -36,6 +36,7 @@ def up() -> None:
     with runtime.kafka_for(base) as settings:
         hub = bootstrap(settings)
         _first_start(settings, runtime.prepare_database(hub))
+        _observe(hub, "hub")
         runtime.record_policy_in_force(hub)
         from hub.kafka.client import ensure_topics
 
@@ -108,6 +109,7 @@ def gateway() -> None:
 
     settings = _settings()
     hub = bootstrap(settings)
+    _observe(hub, "gateway")
     app = create_app(
         hub, kafka_check=kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
     )
@@ -118,6 +120,7 @@ def gateway() -> None:
 def relay() -> None:
     """Run only the outbox relay."""
     hub = bootstrap(_needs_kafka(_settings()))
+    _observe(hub, "relay")
 
     def run(stop: threading.Event) -> None:
         threads = runtime.start_relay(hub, stop)
@@ -134,6 +137,7 @@ def relay() -> None:
 def consume(name: str) -> None:
     """Run one consumer: router, timeline, inbox, deadlines (with its scheduler), or delivery."""
     hub = bootstrap(_needs_kafka(_settings()))
+    _observe(hub, f"consumer-{name}")
     registry = importlib.import_module("consumers.registry")
     if name == "deadlines":
 
@@ -198,8 +202,15 @@ def partners() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The partner's public JWKS (for private_key_jwt).",
 )
+@click.option("--dpop", is_flag=True, help="Require DPoP-bound tokens (RFC 9449).")
 def partners_add(
-    partner_id: str, name: str, kind: str, scopes: str, auth_method: str, jwks: Path | None
+    partner_id: str,
+    name: str,
+    kind: str,
+    scopes: str,
+    auth_method: str,
+    jwks: Path | None,
+    dpop: bool,
 ) -> None:
     """Register a partner and print its credentials as JSON."""
     from hub.partners.service import register_partner
@@ -216,10 +227,29 @@ def partners_add(
                 scopes=scopes.split(),
                 auth_method=auth_method,
                 jwks=json.loads(jwks.read_text()) if jwks else None,
+                dpop_required=dpop,
             )
     except HubError as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(json.dumps(creds, indent=2))
+
+
+@partners.command("dpop")
+@click.argument("partner_id")
+@click.option("--on/--off", "required", required=True, help="Require DPoP-bound tokens or not.")
+def partners_dpop(partner_id: str, required: bool) -> None:
+    """Require (--on) or stop requiring (--off) DPoP-bound tokens for a partner's clients."""
+    from hub.partners.service import require_dpop
+
+    hub = bootstrap(_settings())
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            require_dpop(session, partner_id=partner_id, required=required)
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"{partner_id}: DPoP {'required' if required else 'optional'}")
+    if required:
+        click.echo("bearer tokens issued before keep working until they expire", err=True)
 
 
 @partners.command("list")
@@ -245,13 +275,19 @@ def partners_list() -> None:
 @click.option("--signing-secret-ref", help="HMAC secret for webhook signatures: env: or file:.")
 def partners_connect(partner_id: str, **options: str | None) -> None:
     """Set how the hub delivers to a partner (push to its endpoint, or pull from its inbox)."""
+    from connectors.egress import EgressPolicy
     from hub.partners.service import connect_partner
 
     hub = bootstrap(_settings())
     config = {k: v for k, v in options.items() if v is not None}
     try:
         with unit_of_work(hub.session_factory) as session:
-            partner = connect_partner(session, partner_id=partner_id, config=config)
+            partner = connect_partner(
+                session,
+                partner_id=partner_id,
+                config=config,
+                egress=EgressPolicy.for_profile(hub.settings.profile),
+            )
             click.echo(json.dumps({"partner_id": partner.id, "connector": partner.connector}))
     except HubError as exc:
         raise click.ClickException(exc.detail) from exc
@@ -410,7 +446,44 @@ def audit_show(person: str | None, limit: int) -> None:
 
 @main.group()
 def keys() -> None:
-    """Rotate the master keys that wrap the per-person data keys."""
+    """Master keys of the personal data (rewrap) and token signing keys (rotate, list)."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--immediate",
+    is_flag=True,
+    help="Key compromised: sign with the new key now and retire the others now.",
+)
+def keys_rotate(immediate: bool) -> None:
+    """Add an access-token signing key; schedule the retirement of the current ones."""
+    from hub.auth.keys import rotate
+
+    settings = _settings()
+    hub = bootstrap(settings)
+    try:
+        with unit_of_work(hub.session_factory) as session:
+            done = rotate(session, settings, immediate=immediate)
+    except HubError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"new key {done.kid}: published now, signs from {done.not_before.isoformat()}")
+    for kid, when in done.retiring.items():
+        click.echo(f"key {kid}: leaves the JWKS at {when.isoformat()}")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """The access-token signing keys: kid, created, not_before, retired, state."""
+    from hub.auth.keys import list_keys
+
+    hub = bootstrap(_settings())
+    with hub.session_factory() as session:
+        for k in list_keys(session):
+            retired = k.retired_at.isoformat() if k.retired_at else "-"
+            click.echo(
+                f"{k.kid}  created {k.created_at.isoformat()}  "
+                f"not_before {k.not_before.isoformat()}  retired {retired}  {k.state}"
+            )
 
 
 @keys.command("rewrap")
@@ -739,6 +812,14 @@ def _with_kafka(settings: Settings) -> Settings:
         return runtime.running_kafka(settings)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _observe(hub: Hub, service: str) -> None:
+    """Traces and metrics for this process, once (design §12)."""
+    from hub import gauges, telemetry
+
+    telemetry.configure(hub.settings, service=service)
+    gauges.register(hub.session_factory)
 
 
 def _settings() -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 PROBLEM_BASE = "https://talenthub.duisburg.de/problems/"
@@ -94,3 +95,18 @@ class PayloadTooLarge(HubError):
 
 class UnsupportedMediaType(HubError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class TooManyRequests(HubError):
+    """A rate limit or quota is used up; ``retry_after`` says when to come back (seconds)."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: float, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str:
+        """The ``Retry-After`` value: whole seconds, at least 1 (RFC 9110 §10.2.3)."""
+        return str(max(1, math.ceil(self.retry_after)))

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.egress import EgressPolicy, EgressRefused, check_url
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
 
@@ -87,6 +89,47 @@ class Settings(BaseSettings):
     staff_oidc_client_secret: str | None = Field(
         None, description="The hub's client secret there (client_secret_basic or _post)."
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint for traces and metrics, e.g. a Collector."
+    )
+    otel_service_name: str | None = Field(
+        None, description="service.name of this process; default talent-hub-<process>."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics of this process here."
+    )
+    metrics_host: str = "127.0.0.1"
+    client_assertion_token_endpoint_audience: bool = Field(
+        True, description="Also accept the token endpoint URL as private_key_jwt audience (legacy)."
+    )
+    dpop_proof_max_age_seconds: int = Field(
+        60, ge=10, le=300, description="Oldest accepted DPoP proof (its iat), plus the clock skew."
+    )
+    dpop_nonce_required: bool = Field(
+        False, description="The token endpoint demands a server nonce in DPoP proofs (RFC 9449 §8)."
+    )
+    dpop_nonce_lifetime_seconds: int = Field(
+        300, ge=30, le=3600, description="How long a DPoP nonce from the hub is accepted."
+    )
+    dpop_nonce_secret: str | None = Field(
+        None, description="HMAC key of DPoP nonces, the same on every gateway; unset: per process."
+    )
+    rate_limit_api_per_minute: int = Field(
+        1200, ge=1, description="API calls per partner per minute (token bucket, same burst)."
+    )
+    rate_limit_api_per_day: int = Field(500_000, ge=1, description="API calls per partner per day.")
+    rate_limit_token_per_minute: int = Field(
+        300, ge=1, description="Access tokens issued per OAuth client per minute."
+    )
+    rate_limit_auth_failures_per_minute: int = Field(
+        60, ge=1, description="Failed token requests per source address and minute."
+    )
+    enumeration_max_not_found: int = Field(
+        50, ge=1, description="Person lookups answered 404 per partner and window; then 429."
+    )
+    enumeration_window_seconds: int = Field(
+        600, ge=10, description="The window of enumeration_max_not_found."
+    )
     seed_partners: bool = True
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
@@ -112,6 +155,23 @@ class Settings(BaseSettings):
                 raise ValueError("production profile needs an https HUB_ISSUER")
             if not self.master_keys or self.master_key_id not in self.master_keys:
                 raise ValueError("production profile needs HUB_MASTER_KEYS and HUB_MASTER_KEY_ID")
+        return self
+
+    @model_validator(mode="after")
+    def _check_outbound_urls(self) -> Settings:
+        # SSRF: URLs the hub will call obey the profile's egress policy (resolved again per call).
+        policy = EgressPolicy.for_profile(self.profile)
+        urls = {
+            f"external_issuers[{i}].jwks_url": issuer.jwks_url
+            for i, issuer in enumerate(self.external_issuers)
+        }
+        urls["staff_oidc_issuer"] = self.staff_oidc_issuer or ""
+        for name, url in urls.items():
+            try:
+                if url:
+                    check_url(url, policy)
+            except EgressRefused as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return self
 
     @property

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.config import ConnectorConfig
+from connectors.egress import EgressPolicy, EgressRefused, check_url, system_resolver
 from hub.auth.scopes import SCOPES
 from hub.auth.secrets import hash_secret, new_client_secret
 from hub.errors import Conflict, InvalidInput
@@ -37,15 +38,25 @@ def register_partner(
     scopes: list[str],
     auth_method: str = "client_secret_basic",
     jwks: dict[str, Any] | None = None,
+    dpop_required: bool = False,
 ) -> dict[str, Any]:
     """Register a partner with one OAuth client; return its credentials (secret shown once)."""
     _check(partner_id, kind, scopes, auth_method, jwks)
     if session.get(Partner, partner_id) is not None:
         raise Conflict(f"partner {partner_id!r} is already registered")
-    session.add(Partner(id=partner_id, name=name, kind=kind))
+    session.add(Partner(id=partner_id, name=name, kind=kind, dpop_required=dpop_required))
     return add_client(
         session, partner_id=partner_id, scopes=scopes, auth_method=auth_method, jwks=jwks
     )
+
+
+def require_dpop(session: Session, *, partner_id: str, required: bool) -> Partner:
+    """Demand (or stop demanding) DPoP-bound tokens for every client of a partner."""
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise InvalidInput(f"no partner {partner_id!r}", field="id")
+    partner.dpop_required = required
+    return partner
 
 
 def add_client(
@@ -104,8 +115,19 @@ def push_partners(session: Session) -> list[Partner]:
     return list(session.scalars(stmt.order_by(Partner.id)))
 
 
-def connect_partner(session: Session, *, partner_id: str, config: dict[str, Any]) -> Partner:
-    """Store a partner's connector settings; ``mode`` switches it between push and pull."""
+def connect_partner(
+    session: Session,
+    *,
+    partner_id: str,
+    config: dict[str, Any],
+    egress: EgressPolicy | None = None,
+) -> Partner:
+    """Store a partner's connector settings; ``mode`` switches it between push and pull.
+
+    With ``egress`` (``EgressPolicy.for_profile(settings.profile)``) the URLs must also pass
+    that profile's rules, resolved addresses included; without it, the checks every profile
+    shares. Delivery checks again before every request either way.
+    """
     partner = session.get(Partner, partner_id)
     if partner is None:
         raise InvalidInput(f"no partner {partner_id!r}", field="id")
@@ -115,9 +137,21 @@ def connect_partner(session: Session, *, partner_id: str, config: dict[str, Any]
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "connector"
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from exc
+    if egress is not None:
+        _check_urls(checked, egress)
     partner.connector = checked.model_dump(mode="json")
     partner.delivery_mode = checked.mode
     return partner
+
+
+def _check_urls(config: ConnectorConfig, egress: EgressPolicy) -> None:
+    for field in ("endpoint_url", "token_endpoint"):
+        url = getattr(config, field)
+        try:
+            if url is not None:
+                check_url(url, egress, system_resolver)
+        except EgressRefused as exc:
+            raise InvalidInput(f"{field}: {exc}", field=field) from exc
 
 
 def _check(

@@ -30,6 +30,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 from sqlalchemy import select
 
+from connectors.egress import PRODUCTION, EgressPolicy, client_options
 from hub.audit.service import record
 from hub.db import unit_of_work, utcnow
 from hub.errors import NotFound
@@ -123,8 +124,9 @@ def configured(settings: Settings) -> bool:
 class Provider:
     """The provider's metadata and signing keys, fetched from its discovery and cached."""
 
-    def __init__(self, issuer: str) -> None:
+    def __init__(self, issuer: str, egress: EgressPolicy = PRODUCTION) -> None:
         self.issuer = issuer
+        self.egress = egress
         self._lock = threading.Lock()
         self._metadata: tuple[float, dict[str, Any]] | None = None
         self._keys: tuple[float, KeySet] | None = None
@@ -135,7 +137,7 @@ class Provider:
             now = time.monotonic()
             if self._metadata and now - self._metadata[0] < METADATA_MAX_AGE_SECONDS:
                 return self._metadata[1]
-            data = _fetch_json(self.issuer.rstrip("/") + DISCOVERY_PATH)
+            data = _fetch_json(self.issuer.rstrip("/") + DISCOVERY_PATH, self.egress)
             _check_metadata(data, self.issuer)
             self._metadata = (now, data)
             return data
@@ -150,15 +152,15 @@ class Provider:
             if self._keys is not None and age is not None and age < JWKS_MAX_AGE_SECONDS:
                 key = _pick(self._keys[1], kid)
             if key is None and (age is None or age >= JWKS_MIN_RELOAD_SECONDS):
-                self._keys = (now, _key_set(_fetch_json(jwks_uri)))
+                self._keys = (now, _key_set(_fetch_json(jwks_uri, self.egress)))
                 key = _pick(self._keys[1], kid)
             return key
 
 
-def _fetch_json(url: str) -> dict[str, Any]:
+def _fetch_json(url: str, egress: EgressPolicy) -> dict[str, Any]:
     # No redirects: the configured issuer is the trust anchor, not wherever it points to.
     try:
-        with httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
+        with httpx.Client(timeout=HTTP_TIMEOUT, **client_options(egress)) as http:
             response = http.get(url, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
         raise unavailable("provider_unreachable") from exc
@@ -209,7 +211,8 @@ def _provider(request: Request) -> Provider:
     with _STATE_LOCK:
         provider: Provider | None = getattr(state, "oidc_provider", None)
         if provider is None or provider.issuer != state.settings.staff_oidc_issuer:
-            provider = Provider(state.settings.staff_oidc_issuer)
+            egress = EgressPolicy.for_profile(state.settings.profile)
+            provider = Provider(state.settings.staff_oidc_issuer, egress)
             state.oidc_provider = provider
         return provider
 
@@ -334,7 +337,7 @@ def _client(settings: Settings, metadata: dict[str, Any], redirect_uri: str) -> 
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
         timeout=HTTP_TIMEOUT,
-        follow_redirects=False,
+        **client_options(EgressPolicy.for_profile(settings.profile)),  # no redirects, SSRF guard
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from connectors.egress import EgressPolicy
 from hub.audit.models import AuditRecord
 from hub.audit.service import VerifyReport, verify
 from hub.auth.scopes import SCOPES
@@ -585,7 +586,12 @@ def switch_mode(
             if partner is None:
                 raise NotFound(f"no partner {partner_id}")
             config = {**(partner.connector or {}), **changed, "mode": mode}
-            partners.connect_partner(session, partner_id=partner_id, config=config)
+            partners.connect_partner(
+                session,
+                partner_id=partner_id,
+                config=config,
+                egress=EgressPolicy.for_profile(request.app.state.settings.profile),
+            )
             audit_staff(
                 session,
                 staff,
