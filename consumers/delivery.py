@@ -18,12 +18,22 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import ConnectorKind, Deliverer, MappingError, OutboundMessage
-from consumers.runner import POISON, Event, commit_offset, decode, send_deadletter
+from consumers.runner import (
+    POISON,
+    Event,
+    LagMeter,
+    commit_offset,
+    consume_span,
+    decode,
+    send_deadletter,
+)
+from hub import telemetry
 from hub.db import unit_of_work
 from hub.deliveries import service
 from hub.privacy.crypto import ERASED
@@ -66,12 +76,14 @@ class DeliveryRunner:
         consumer = self._consumer_factory([self._settings.deliveries_topic(self.partner_id)])
         log.info("delivery.started", extra={"partner": self.partner_id})
         try:
+            lag = LagMeter(self.name)
             while not stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for record in records:
                         if not self._handle(record, stop):
                             break
                         commit_offset(consumer, tp, record.offset + 1, consumer_name=self.name)
+                lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)
             self._deliverer.close()
@@ -80,6 +92,11 @@ class DeliveryRunner:
             log.info("delivery.stopped", extra={"partner": self.partner_id})
 
     def _handle(self, record: Any, stop: threading.Event) -> bool:
+        """Settle one record, in a consumer span continuing the producer's trace."""
+        with consume_span(record, group=self.name):
+            return self._handle_traced(record, stop)
+
+    def _handle_traced(self, record: Any, stop: threading.Event) -> bool:
         """Settle one record; False only when stopping before it was settled."""
         try:
             event = decode(record)
@@ -105,6 +122,7 @@ class DeliveryRunner:
         while not stop.is_set():
             result = self._deliverer.deliver(message)
             if result.outcome == "delivered":
+                _observe_latency(self.partner_id, event)
                 with unit_of_work(self._sessions) as session:
                     service.record_delivered(
                         session,
@@ -125,6 +143,7 @@ class DeliveryRunner:
                     "retry_in": result.retry_after or backoff,
                 },
             )
+            telemetry.metrics().delivery_retries.add(1, {"partner": self.partner_id})
             with unit_of_work(self._sessions) as session:
                 service.record_unavailable(
                     session, partner_id=self.partner_id, reason=result.reason
@@ -171,3 +190,15 @@ class DeliveryRunner:
             attempts=1,
             consumer=self.name,
         )
+
+
+def _observe_latency(partner_id: str, event: Event) -> None:
+    """Seconds from the hub recording the event to the partner acknowledging it."""
+    recorded = event.data.get("recorded_at")
+    if isinstance(recorded, str):
+        try:
+            at = datetime.fromisoformat(recorded)
+        except ValueError:
+            return
+        seconds = (datetime.now(UTC) - at).total_seconds()
+        telemetry.metrics().delivery_latency.record(max(seconds, 0.0), {"partner": partner_id})

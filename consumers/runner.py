@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub import gauges, telemetry
 from hub.db import unit_of_work
 from hub.events.service import already_processed, mark_processed
 from hub.kafka.cloudevents import CloudEventError, from_headers
@@ -65,6 +67,8 @@ class Context:
 Handler = Callable[[Event, Context], None]
 #: New partners bring new delivery topics; look for them this often.
 TOPIC_REFRESH_SECONDS = 10.0
+#: How often consumers measure their lag for the metrics.
+LAG_SECONDS = 5.0
 POISON = (CloudEventError, ValidationError, ValueError, UnicodeDecodeError, PermanentError)
 
 
@@ -107,6 +111,7 @@ class ConsumerRunner:
         consumer = self._consumer_factory(topics)
         log.info("consumer.started", extra={"consumer": self.name, "topics": topics})
         try:
+            lag = LagMeter(self.name)
             while not stop.is_set():
                 batch = consumer.poll(timeout_ms=500)
                 for tp, records in batch.items():
@@ -114,6 +119,7 @@ class ConsumerRunner:
                     if done is not None:
                         self._commit(consumer, tp, done + 1)
                 topics = self._refresh(consumer, topics)
+                lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)
             if self._producer is not None:
@@ -129,6 +135,14 @@ class ConsumerRunner:
         return last
 
     def _apply(self, record: Any, stop: threading.Event) -> bool:
+        """Apply one record (in a consumer span continuing the producer's trace)."""
+        with consume_span(record, group=self.name):
+            applied = self._apply_traced(record, stop)
+        if applied:
+            telemetry.metrics().events_consumed.add(1, {"consumer": self.name})
+        return applied
+
+    def _apply_traced(self, record: Any, stop: threading.Event) -> bool:
         """Apply one record; False only when stopping before it was applied."""
         attempts = 0
         while not stop.is_set():
@@ -190,6 +204,44 @@ class ConsumerRunner:
         return current
 
 
+class LagMeter:
+    """Measures the consumer lag now and then (it asks the broker for end offsets)."""
+
+    def __init__(self, group: str, every_seconds: float = LAG_SECONDS) -> None:
+        self._group = group
+        self._every = every_seconds
+        self._last = 0.0
+
+    def maybe_measure(self, consumer: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every or not consumer.assignment():
+            return
+        self._last = now
+        try:
+            gauges.measure_lag(consumer, self._group)
+        except Exception as exc:  # a metric must never stop consumption
+            log.debug(
+                "consumer.lag_unmeasured", extra={"consumer": self._group, "error": repr(exc)}
+            )
+
+
+def consume_span(record: Any, *, group: str) -> Any:
+    """A consumer span whose parent is the publish span named in the record's headers."""
+    return telemetry.span(
+        f"process {record.topic}",
+        kind=SpanKind.CONSUMER,
+        parent=telemetry.extract(record.headers),
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.consumer.group.name": group,
+        },
+    )
+
+
 def decode(record: Any) -> Event:
     """The CloudEvent in a Kafka record (binary mode); poison records raise."""
     attrs = from_headers(record.headers)
@@ -215,6 +267,7 @@ def send_deadletter(
         ("dlq_consumer", consumer.encode()),
     ]
     producer.send(topic, key=record.key, value=record.value, headers=headers).get(timeout=30)
+    telemetry.metrics().deadletters.add(1, {"consumer": consumer})
     log.error(
         "consumer.deadlettered",
         extra={

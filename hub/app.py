@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from hub import health
-from hub.api import problems
-from hub.api.limits import BodyLimit
+from connectors.egress import EgressPolicy, guarded_client
+from hub import health, telemetry
+from hub.api import problems, throttle
+from hub.api.limits import BodyLimit, JsonLimit
+from hub.api.ratelimit import Limits
 from hub.auth import routes as auth_routes
 from hub.auth.keys import SigningKeys
-from hub.auth.tokens import build_token_validator
+from hub.auth.tokens import JWKS_FETCH_TIMEOUT_SECONDS, build_token_validator
 from hub.bootstrap import Hub
 from hub.consent import routes as consent_routes
 from hub.inbox import routes as inbox_routes
 from hub.referrals import inbound_routes
 from hub.referrals import routes as referral_routes
+from hub.settings import Settings
 from hub.timeline import routes as timeline_routes
 from hub.web import app as web
 
@@ -31,7 +36,12 @@ Authenticate with OAuth 2.0 client credentials at `/oauth/token`; send the acces
 
 def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     """The gateway app for one process's wired parts."""
-    app = FastAPI(title="Talent Hub partner API", version="1.0.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="Talent Hub partner API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        **docs_urls(hub.settings),
+    )
     app.state.hub = hub
     app.state.settings = hub.settings
     app.state.session_factory = hub.session_factory
@@ -42,9 +52,16 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
         settings=hub.settings,
         session_factory=hub.session_factory,
         signing_keys=app.state.signing_keys,
+        # External issuers' JWKS: only URLs the profile's egress policy allows (SSRF).
+        http=guarded_client(
+            EgressPolicy.for_profile(hub.settings.profile), timeout=JWKS_FETCH_TIMEOUT_SECONDS
+        ),
     )
     app.state.kafka_check = health.KafkaCheck(kafka_check)
     problems.install(app)
+    # Each middleware added wraps the ones before: BodyLimit, then Throttle, then JsonLimit.
+    app.add_middleware(JsonLimit)
+    throttle.install(app, Limits.from_settings(hub.settings))
     app.add_middleware(BodyLimit, max_bytes=hub.settings.max_body_bytes)
     for module in (
         auth_routes,
@@ -57,4 +74,23 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     ):
         app.include_router(module.router)
     web.install(app)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=telemetry.tracer_provider(), excluded_urls="health"
+    )
     return app
+
+
+class DocsUrls(TypedDict):
+    """Where FastAPI serves the interactive docs and the OpenAPI document (None: nowhere)."""
+
+    docs_url: str | None
+    redoc_url: str | None
+    openapi_url: str | None
+
+
+def docs_urls(settings: Settings) -> DocsUrls:
+    """Interactive docs and the OpenAPI document in development; none in production."""
+    if settings.profile == "production":
+        # Partners get the OpenAPI document with their onboarding, not from the live gateway.
+        return DocsUrls(docs_url=None, redoc_url=None, openapi_url=None)
+    return DocsUrls(docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import models
+from hub import models, telemetry
 from hub.db import make_engine, make_session_factory
 from hub.policy.model import Policy, load_policy
 from hub.privacy.keystore import master_keys_from
@@ -41,6 +41,7 @@ def bootstrap(settings: Settings) -> Hub:
     """Engine, sessions and catalogue; committed outbox writes wake this process's relay."""
     assert models.metadata.tables  # every mapper registered before the first query
     engine = make_engine(settings.resolved_database_url)
+    telemetry.instrument_engine(engine)
     # Every session carries the master keys, so services can seal and open personal fields.
     factory = make_session_factory(engine, info={MASTER_KEYS: master_keys_from(settings)})
     catalogue = load_catalogue()

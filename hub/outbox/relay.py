@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub import telemetry
 from hub.db import unit_of_work, utcnow
 from hub.kafka.client import BrokerState
 from hub.outbox.models import OutboxEvent
@@ -147,27 +150,39 @@ class Relay:
         self._ensure({row.topic for row in rows})
         if self._producer is None:
             self._producer = self._producer_factory()
-        futures = [
-            self._producer.send(
-                row.topic,
-                key=row.key.encode() if row.key else None,
-                value=row.value.encode(),
-                headers=[(name, value.encode()) for name, value in row.headers],
-            )
-            for row in rows
-        ]
-        self._wait_for_acks(futures)
-        sent: list[OutboxEvent] = []
-        for row, future in zip(rows, futures, strict=True):
-            try:
-                future.get(timeout=0)
-            except Exception as exc:
-                log.warning(
-                    "relay.send_failed", extra={"event_id": row.event_id, "error": repr(exc)}
-                )
-                break
-            sent.append(row)
+        spans = [_publish_span(row) for row in rows]
+        try:
+            futures = [self._send_one(row, span) for row, span in zip(rows, spans, strict=True)]
+            self._wait_for_acks(futures)
+            sent: list[OutboxEvent] = []
+            for row, future, span in zip(rows, futures, spans, strict=True):
+                try:
+                    metadata = future.get(timeout=0)
+                except Exception as exc:
+                    log.warning(
+                        "relay.send_failed", extra={"event_id": row.event_id, "error": repr(exc)}
+                    )
+                    break
+                span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
+                span.set_attribute("messaging.kafka.offset", metadata.offset)
+                sent.append(row)
+        finally:
+            for span in spans:
+                span.end()
+        telemetry.metrics().events_published.add(len(sent))
         return sent
+
+    def _send_one(self, row: OutboxEvent, span: Span) -> Any:
+        """Send one row; its record carries the publish span's trace context."""
+        headers = [(name, value.encode()) for name, value in row.headers]
+        with trace.use_span(span, end_on_exit=False):
+            headers = telemetry.with_context(headers)
+        return self._producer.send(
+            row.topic,
+            key=row.key.encode() if row.key else None,
+            value=row.value.encode(),
+            headers=headers,
+        )
 
     def _wait_for_acks(self, futures: list[Any]) -> None:
         answering_since: float | None = None
@@ -195,6 +210,22 @@ class Relay:
             with contextlib.suppress(Exception):
                 self._producer.close(timeout=1)
             self._producer = None
+
+
+def _publish_span(row: OutboxEvent) -> Span:
+    """A producer span continuing the trace of the request that wrote the row."""
+    return telemetry.tracer().start_span(
+        f"publish {row.topic}",
+        context=telemetry.extract([(n, v) for n, v in row.headers]),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": row.topic,
+            "messaging.kafka.message.key": row.key or "",
+            "messaging.message.id": row.event_id,
+        },
+    )
 
 
 def _mark(session: Session, rows: list[OutboxEvent]) -> None:

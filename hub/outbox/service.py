@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from hub import telemetry
 from hub.kafka.cloudevents import to_headers
 from hub.outbox.models import OutboxEvent
 from schemas.cloudevents import CloudEventAttributes
@@ -45,7 +46,16 @@ def add_json(
 
 
 def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
-    """Stage a prepared outbox row (e.g. a replayed dead letter)."""
+    """Stage a prepared outbox row (e.g. a replayed dead letter).
+
+    The row keeps the current trace context, so the relay's publish continues this trace.
+    """
+    with telemetry.span(
+        f"outbox write {row.topic}",
+        attributes={"messaging.destination.name": row.topic, "messaging.message.id": row.event_id},
+    ):
+        traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
+        row.headers = traced + telemetry.inject()
     session.add(row)
     session.info["outbox_written"] = True
     if session.get_bind().dialect.name == "postgresql":

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub import telemetry
 from hub.consent.service import covering
 from hub.db import utcnow
 from hub.deadlines import service as deadlines
@@ -112,6 +113,7 @@ def request_referral(
         attrs=attributes_for(EventType.REFERRAL_REQUESTED, event),
         data=seal_event(session, person.id, event.model_dump(mode="json")),
     )
+    telemetry.metrics().referrals_accepted.add(1, {"type": rtype.id, "requester": by.id})
     return referral
 
 

@@ -33,7 +33,13 @@ def hub_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def test_hub_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path / "data"), "HUB_HTTP_PORT": str(port)}
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "HUB_DATA_DIR": str(tmp_path / "data"),
+        "HUB_HTTP_PORT": str(port),
+        "HUB_METRICS_PORT": str(metrics_port),
+    }
     env.pop("HUB_DATABASE_URL", None)
     env.pop("HUB_KAFKA_BOOTSTRAP_SERVERS", None)
     log = open(tmp_path / "hub.log", "w")  # noqa: SIM115
@@ -64,6 +70,7 @@ def test_hub_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         }
         bootstrap = out.split("Kafka ")[1].split(";")[0]
         assert probe(bootstrap)
+        _metrics_follow_a_referral(base, creds_file, metrics_port)
 
         added = hub_cmd(
             "partners",
@@ -106,3 +113,35 @@ def test_hub_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         log.close()
     assert code == 0, (tmp_path / "hub.log").read_text()[-2000:]
     assert not probe(bootstrap), "the embedded broker outlived hub up"
+
+
+def _metrics_follow_a_referral(base: str, creds_file: Path, metrics_port: int) -> None:
+    """Prometheus scrapes the process's metrics; a referral shows up in them."""
+    ude = {c["partner_id"]: c for c in json.loads(creds_file.read_text())}["ude"]
+    token = httpx.post(
+        f"{base}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(ude["client_id"], ude["client_secret"]),
+    ).json()["access_token"]
+    r = httpx.post(
+        f"{base}/v1/referrals",
+        json=STUDENT_REFERRAL,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 202, r.text
+
+    def scraped() -> dict[str, float]:
+        """the referral was published and consumed, as the metrics say"""
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("hub_") and " " in line:
+                name, _, value = line.rpartition(" ")
+                values[name.split("{")[0]] = values.get(name.split("{")[0], 0) + float(value)
+        done = values.get("hub_outbox_published_total", 0) >= 2
+        return values if done and values.get("hub_consumer_processed_total", 0) >= 2 else {}
+
+    values = wait_for(scraped, timeout=60)
+    assert values["hub_referrals_accepted_total"] == 1
+    assert values["hub_outbox_backlog"] == 0
+    assert "hub_consumer_lag" in values and "hub_partners_paused" in values

@@ -1,0 +1,250 @@
+"""OpenTelemetry for every hub process: traces across HTTP and Kafka, and the hub's metrics.
+
+One referral is one trace: the gateway's HTTP span is the parent of the outbox write; the
+outbox row keeps that context (a W3C ``traceparent``), so the relay's publish span continues
+it even though it runs later, in another thread or process; the Kafka record carries the
+publish span's ``traceparent``; each consumer continues from it, and whatever the consumer
+writes to the outbox (routed copies, deadline notices) or sends to a partner over HTTP joins
+the same trace.
+
+Exporters are chosen by settings: OTLP over HTTP when ``HUB_OTEL_EXPORTER_OTLP_ENDPOINT`` is
+set (traces and metrics, e.g. to an OpenTelemetry Collector); metrics also for Prometheus
+scraping on ``HUB_METRICS_PORT`` (each process its own port, never on the partner-facing
+gateway port). With neither, spans are not recorded (the no-op tracer) and metrics stay in
+memory, so the embedded default costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeterProvider, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import NoOpTracerProvider, Span, SpanKind, Tracer
+from sqlalchemy import Engine, event
+
+from hub.settings import Settings
+
+SCOPE = "talent-hub"
+TRACEPARENT = "traceparent"
+_lock = threading.Lock()
+_tracer_provider: trace.TracerProvider = NoOpTracerProvider()
+_meter_provider: Any = NoOpMeterProvider()
+_instruments: Instruments | None = None
+
+
+class Instruments:
+    """The hub's synchronous metric instruments (observable ones are registered per process)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.referrals_accepted = meter.create_counter(
+            "hub.referrals.accepted", unit="{referral}", description="Referrals accepted (202)."
+        )
+        self.events_published = meter.create_counter(
+            "hub.outbox.published", unit="{event}", description="Outbox rows published to Kafka."
+        )
+        self.events_consumed = meter.create_counter(
+            "hub.consumer.processed", unit="{event}", description="Records applied by consumers."
+        )
+        self.delivery_latency = meter.create_histogram(
+            "hub.delivery.latency",
+            unit="s",
+            description="From the event being recorded to the partner acknowledging it.",
+        )
+        self.delivery_retries = meter.create_counter(
+            "hub.delivery.retries", unit="{attempt}", description="Delivery attempts retried."
+        )
+        self.deadletters = meter.create_counter(
+            "hub.deadletters", unit="{record}", description="Records sent to the dead-letter topic."
+        )
+
+
+def configure(
+    settings: Settings,
+    *,
+    service: str,
+    span_processors: Sequence[SpanProcessor] = (),
+    metric_readers: Sequence[MetricReader] = (),
+) -> None:
+    """Set up tracing and metrics for this process (tests pass in-memory processors/readers)."""
+    global _tracer_provider, _meter_provider, _instruments
+    resource = Resource.create(
+        {"service.name": settings.otel_service_name or f"talent-hub-{service}"}
+    )
+    processors = list(span_processors)
+    readers = list(metric_readers)
+    endpoint = settings.otel_exporter_otlp_endpoint
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        base = endpoint.rstrip("/")
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+        readers.append(
+            PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
+        )
+    if settings.metrics_port:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        readers.append(PrometheusMetricReader())
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    with _lock:
+        if processors:
+            provider = TracerProvider(resource=resource)
+            for processor in processors:
+                provider.add_span_processor(processor)
+            _tracer_provider = provider
+            _instrument_httpx(provider)
+        else:
+            _tracer_provider = NoOpTracerProvider()
+        _meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        _instruments = Instruments(_meter_provider.get_meter(SCOPE))
+
+
+def _instrument_httpx(provider: TracerProvider) -> None:
+    """Client spans (and ``traceparent``) on every httpx request: partner calls, JWKS, OIDC."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    instrumentor = HTTPXClientInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=provider)
+
+
+def reset() -> None:
+    """Back to no-op telemetry (tests)."""
+    global _tracer_provider, _meter_provider, _instruments
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    instrumentor = HTTPXClientInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    with _lock:
+        if isinstance(_meter_provider, MeterProvider):
+            _meter_provider.shutdown()
+        _tracer_provider = NoOpTracerProvider()
+        _meter_provider = NoOpMeterProvider()
+        _instruments = None
+
+
+def tracer_provider() -> trace.TracerProvider:
+    """The provider instrumentations should use."""
+    return _tracer_provider
+
+
+def tracer() -> Tracer:
+    """The hub's tracer."""
+    return _tracer_provider.get_tracer(SCOPE)
+
+
+def metrics() -> Instruments:
+    """The hub's instruments (no-op ones until ``configure`` ran)."""
+    global _instruments
+    with _lock:
+        if _instruments is None:
+            _instruments = Instruments(_meter_provider.get_meter(SCOPE))
+        return _instruments
+
+
+def observe(
+    name: str,
+    *,
+    unit: str,
+    description: str,
+    read: Callable[[], Iterable[tuple[float, dict[str, str]]]],
+) -> None:
+    """Register a gauge whose values are read when metrics are collected."""
+
+    def callback(options: CallbackOptions) -> Iterator[Observation]:
+        for value, attributes in read():
+            yield Observation(value, attributes)
+
+    metrics().meter.create_observable_gauge(
+        name, callbacks=[callback], unit=unit, description=description
+    )
+
+
+# ---------------------------------------------------------------------- trace context
+
+
+def inject() -> list[list[str]]:
+    """The current trace context as outbox header pairs (empty when nothing is traced)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [[name, value] for name, value in carrier.items()]
+
+
+def extract(headers: Iterable[tuple[str, Any]] | None) -> Context:
+    """The trace context carried in Kafka or outbox headers (str or bytes values)."""
+    carrier: dict[str, str] = {}
+    for name, value in headers or []:
+        if name in (TRACEPARENT, "tracestate"):
+            carrier[name] = value.decode() if isinstance(value, bytes) else str(value)
+    return propagate.extract(carrier)
+
+
+def with_context(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Kafka headers with the trace context replaced by the current one."""
+    kept = [(n, v) for n, v in headers if n not in (TRACEPARENT, "tracestate")]
+    return kept + [(n, v.encode()) for n, v in inject()]
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Context | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Iterator[Span]:
+    """A span of the hub's tracer; exceptions are recorded on it."""
+    with tracer().start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes
+    ) as current:
+        yield current
+
+
+# ---------------------------------------------------------------------- database spans
+
+
+def instrument_engine(engine: Engine) -> None:
+    """A client span around every SQL statement (no parameters: they may be personal data)."""
+    system = engine.dialect.name
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if isinstance(_tracer_provider, NoOpTracerProvider):
+            return
+        operation = statement.lstrip().split(" ", 1)[0].upper()
+        ctx._hub_span = tracer().start_span(
+            f"{operation} {system}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": system, "db.operation": operation},
+        )
+        ctx._hub_started = time.monotonic()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        current = getattr(ctx, "_hub_span", None)
+        if current is not None:
+            current.end()
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context: Any) -> None:
+        current = getattr(context.execution_context, "_hub_span", None)
+        if current is not None:
+            current.record_exception(context.original_exception)
+            current.end()

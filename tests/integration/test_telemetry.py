@@ -1,0 +1,160 @@
+"""One referral is one trace, across HTTP, the outbox, Kafka, consumers and the partner call;
+the hub's metrics carry plausible values after a short run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from hub import gauges, telemetry
+from tests.hubtest import api_client
+from tests.integration.conftest import Running, wait_for
+from tests.integration.push import Sim, start_delivery, start_sims
+
+pytestmark = pytest.mark.integration
+
+RECOGNITION = {
+    "type": "recognition.assessment",
+    "performer": "ihk-fosa",
+    "person": {"given_name": "Arjun", "family_name": "Sharma", "birth_date": "1994-07-12"},
+    "payload": {"reference_occupation": "Elektroniker/in"},
+}
+
+
+@pytest.fixture
+def traced(running: Running) -> Iterator[tuple[Running, InMemorySpanExporter, Any, Sim]]:
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    telemetry.configure(
+        running.hub.settings,
+        service="test",
+        span_processors=[SimpleSpanProcessor(spans)],
+        metric_readers=[reader],
+    )
+    gauges.register(running.hub.session_factory)
+    try:
+        sims = start_sims(running, ["ihk-fosa"])
+        running.start_relay()
+        for name in ("router", "timeline"):
+            running.start_consumer_thread(name)
+        start_delivery(running)
+        yield running, spans, reader, sims["ihk-fosa"]
+        sims["ihk-fosa"].server.stop()
+    finally:
+        running.close()
+        telemetry.reset()
+
+
+def delivered(sim: Sim, referral_id: str) -> bool:
+    """the chamber's simulator received the referral"""
+    return any(d.referral_id == referral_id for d in sim.received().values())
+
+
+def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
+    traced: tuple[Running, InMemorySpanExporter, Any, Sim],
+) -> None:
+    running, exporter, reader, sim = traced
+    with api_client(running.hub) as client:
+        r = client.post(
+            "/v1/referrals", json=RECOGNITION, headers=running.partners.headers(client, "amt")
+        )
+        assert r.status_code == 202, r.text
+        rid = r.json()["id"]
+        wait_for(lambda: delivered(sim, rid), timeout=60)
+        httpx.post(f"{sim.server.url}/_sim/mode", json={"mode": "reject400"})
+        refused = client.post(
+            "/v1/referrals", json=RECOGNITION, headers=running.partners.headers(client, "amt")
+        )
+        assert refused.status_code == 202
+
+    server = next(
+        s
+        for s in exporter.get_finished_spans()
+        if s.kind == SpanKind.SERVER and s.name == "POST /v1/referrals"
+    )
+    trace_id = server.context.trace_id
+
+    def hops() -> list[ReadableSpan]:
+        """the partner call has ended in the referral's trace"""
+        mine = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+        calls = [s for s in mine if s.kind == SpanKind.CLIENT and "webhook" in _url(s)]
+        return mine if calls else []
+
+    trace = wait_for(hops, timeout=30)
+    names = {(s.kind, s.name) for s in trace}
+    deliveries = running.hub.settings.deliveries_topic("ihk-fosa")
+    for expected in [
+        (SpanKind.INTERNAL, "outbox write hub.events.v1"),
+        (SpanKind.PRODUCER, "publish hub.events.v1"),
+        (SpanKind.CONSUMER, "process hub.events.v1"),
+        (SpanKind.INTERNAL, f"outbox write {deliveries}"),
+        (SpanKind.PRODUCER, f"publish {deliveries}"),
+        (SpanKind.CONSUMER, f"process {deliveries}"),
+    ]:
+        assert expected in names, sorted(n for _, n in names)
+    assert any(s.kind == SpanKind.CLIENT and s.attributes.get("db.system") for s in trace)
+    by_id = {s.context.span_id: s for s in trace}
+    for consumer in (s for s in trace if s.kind == SpanKind.CONSUMER):
+        parent = by_id[consumer.parent.span_id]  # type: ignore[union-attr]
+        assert parent.kind == SpanKind.PRODUCER, "linked across Kafka through traceparent"
+        assert (
+            parent.attributes["messaging.destination.name"]
+            == consumer.attributes["messaging.destination.name"]
+        )
+        assert "messaging.destination.partition.id" in parent.attributes
+    router = next(s for s in trace if s.name == "process hub.events.v1" and _group(s) == "router")
+    routed = next(s for s in trace if s.name == f"outbox write {deliveries}")
+    assert routed.parent.span_id == router.context.span_id  # type: ignore[union-attr]
+
+    def settled() -> dict[str, Any]:
+        """the refused delivery was dead-lettered and the outbox is empty"""
+        points = _points(reader)
+        done = points.get("hub.deadletters", 0) >= 1 and points.get("hub.outbox.backlog") == 0
+        return points if done and "hub.consumer.lag" in points else {}
+
+    points = wait_for(settled, timeout=60)
+    assert points["hub.referrals.accepted"] == 2
+    assert points["hub.outbox.published"] >= 4  # two events and two routed copies
+    assert points["hub.consumer.processed"] >= 4
+    assert points["hub.delivery.latency.count"] == 1
+    assert 0 < points["hub.delivery.latency.sum"] < 60
+    assert points["hub.partners.paused"] == 0
+    assert points["hub.outbox.oldest_age"] == 0
+    assert points["hub.consumer.lag"] >= 0  # measured per group and partition
+
+
+def _url(span: ReadableSpan) -> str:
+    attrs = span.attributes or {}
+    return str(attrs.get("url.full") or attrs.get("http.url") or "")
+
+
+def _group(span: ReadableSpan) -> str:
+    return str((span.attributes or {}).get("messaging.consumer.group.name", ""))
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
+    """Metric name -> summed value (histograms: .count and .sum)."""
+    found: dict[str, Any] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    if hasattr(point, "bucket_counts"):
+                        found[f"{metric.name}.count"] = found.get(f"{metric.name}.count", 0) + (
+                            point.count
+                        )
+                        found[f"{metric.name}.sum"] = found.get(f"{metric.name}.sum", 0) + (
+                            point.sum
+                        )
+                    else:
+                        found[metric.name] = found.get(metric.name, 0) + point.value
+    return found
