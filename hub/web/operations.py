@@ -118,6 +118,10 @@ add_words(
         "ops.dl.open": ("offen", "open"),
         "ops.dl.replays": ("{n}-mal erneut gesendet", "replayed {n} times"),
         "ops.dl.applied": ("inzwischen verarbeitet", "processed since"),
+        "ops.dpop": (
+            "Nur DPoP-gebundene Tokens (RFC 9449) ausgeben",
+            "Issue DPoP-bound tokens only (RFC 9449)",
+        ),
         "ops.replay": ("Erneut senden", "Replay"),
         "ops.replayed": (
             "Die Nachricht wird erneut gesendet. Wurde sie inzwischen zugestellt, wird sie"
@@ -408,6 +412,7 @@ def register(
     scopes: list[str] = Form([]),
     auth_method: str = Form("client_secret_basic"),
     jwks: str = Form(""),
+    dpop: str = Form(""),
     staff: Staff = Depends(posting(*ADMIN_ROLES)),
 ) -> Response:
     values: dict[str, Any] = {
@@ -417,6 +422,7 @@ def register(
         "scopes": scopes,
         "auth_method": auth_method,
         "jwks": jwks,
+        "dpop": dpop == "on",
     }
     try:
         created = _register(
@@ -428,6 +434,7 @@ def register(
             scopes=scopes,
             auth_method=auth_method,
             jwks=_jwks(jwks) if auth_method == "private_key_jwt" else None,
+            dpop_required=dpop == "on",
         )
     except HubError as exc:
         return _partners(request, staff, values=values, error=exc.detail, status_code=exc.status)
@@ -444,6 +451,7 @@ def _register(
     scopes: list[str],
     auth_method: str,
     jwks: dict[str, Any] | None,
+    dpop_required: bool,
 ) -> dict[str, Any]:
     if not partner_id.isascii():
         # Topic names and URLs carry the id: letters beyond ASCII would pass isalnum().
@@ -460,6 +468,7 @@ def _register(
                 scopes=scopes,
                 auth_method=auth_method,
                 jwks=jwks,
+                dpop_required=dpop_required,
             )
             audit_staff(
                 session,

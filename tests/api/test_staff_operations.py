@@ -230,7 +230,27 @@ def test_register_a_partner_and_its_secret_shows_once(browser: TestClient, ops_h
     with ops_hub.session_factory() as session:
         partner = session.get(Partner, "vhs")
         assert partner is not None and partner.delivery_mode == "pull"
+        assert not partner.dpop_required
+    r = browser.post(
+        "/staff/partners",
+        data={
+            "csrf_token": token,
+            "id": "vhs-dpop",
+            "name": "Volkshochschule, DPoP",
+            "kind": "authority",
+            "scopes": ["referrals:read"],
+            "auth_method": "client_secret_basic",
+            "dpop": "on",
+        },
+    )
+    assert r.status_code == 200, r.text
+    dpop_id, dpop_secret = created_credentials(r.text)
+    refused = browser.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(dpop_id, dpop_secret)
+    )
+    assert refused.status_code == 400 and "DPoP" in refused.text, "a proof is required"
     registered = [a for a in audit_actions(ops_hub) if a[1] == "staff.partner_registered"]
+    registered = [a for a in registered if a[2]["client_id"] == client_id]
     assert len(registered) == 1 and registered[0][0] == "admin@duisburg.de"
     assert registered[0][2]["client_id"] == client_id and secret not in json.dumps(registered)
 
