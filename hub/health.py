@@ -1,4 +1,5 @@
-"""``GET /health``: can this process reach its database and Kafka?"""
+"""Health: ``/health`` (database and Kafka), ``/health/ready`` (can accept referrals) and
+``/health/live`` (the process serves HTTP) for load balancers and orchestrators."""
 
 from __future__ import annotations
 
@@ -57,3 +58,23 @@ def health(request: Request) -> JSONResponse:
         {"status": "ok" if healthy else "degraded", "checks": checks},
         status_code=200 if healthy else 503,
     )
+
+
+@router.get(
+    "/health/ready",
+    summary="Ready to accept referrals",
+    responses={503: {"description": "The database is down"}},
+)
+def ready(request: Request) -> JSONResponse:
+    """200 when the database answers: intake needs only the outbox, not Kafka (design §13)."""
+    ok = database_ok(request.app.state.session_factory)
+    return JSONResponse(
+        {"status": "ok" if ok else "down", "checks": {"database": "ok" if ok else "down"}},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/health/live", summary="The process serves HTTP")
+def live() -> dict[str, str]:
+    """Always 200 while the process answers; restarting it cures no outage of a dependency."""
+    return {"status": "ok"}

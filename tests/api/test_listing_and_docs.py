@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
 
-from tests.hubtest import STUDENT_REFERRAL, Partners
+from tests.hubtest import STUDENT_REFERRAL, Partners, api_client
 
 
 def test_list_filters_and_paginates(client: TestClient, partners: Partners) -> None:
@@ -75,3 +78,17 @@ def test_health_names_the_failing_check(hub_and_partners) -> None:  # type: igno
         r = c.get("/health")
     assert r.status_code == 503
     assert r.json() == {"status": "degraded", "checks": {"database": "ok", "kafka": "down"}}
+
+
+def test_readiness_needs_only_the_database_and_liveness_nothing(hub_and_partners: Any) -> None:
+    hub = hub_and_partners[0]
+    with api_client(hub, kafka_up=False) as client:
+        assert client.get("/health").status_code == 503
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok"}
+        assert client.get("/health/live").json() == {"status": "ok"}
+        # The database gone: not ready (no intake possible), still alive (a restart cures nothing).
+        unreachable = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+        client.app.state.session_factory = sessionmaker(bind=unreachable)  # type: ignore[attr-defined]
+        assert client.get("/health/ready").status_code == 503
+        assert client.get("/health/live").status_code == 200

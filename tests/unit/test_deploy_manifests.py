@@ -370,7 +370,8 @@ def test_kubernetes_gateway_probes_and_ports_match_the_app() -> None:
         (container,) = gateway["spec"]["template"]["spec"]["containers"]
         assert [*container["command"], *container["args"]] == ["hub", "gateway"]
         assert [p["containerPort"] for p in container["ports"]] == [port]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
         for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
             if kind in container:
                 http = container[kind]["httpGet"]
