@@ -9,15 +9,14 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
-from hub.auth.deps import get_session, require_scope
+from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
+from hub.auth.deps import require_scope
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
 from hub.policy.model import Policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def settings_of(request: Request) -> Settings:
