@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration lint format typecheck check clean
+.PHONY: run test test-unit test-integration lint format typecheck check bench clean chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest -q -rs tests/integration
 
+# Fault injection under load (docs/chaos.md); CI runs the short version in the test suite.
+chaos: $(STAMP)
+	mkdir -p data
+	$(BIN)/python -m tests.chaos.run --json data/chaos.json
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -39,6 +44,9 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.all
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Fault-injection ("chaos") suite: ``python -m tests.chaos.run`` or ``make chaos``."""

@@ -1,0 +1,338 @@
+"""Fault-injection runner: each scenario injects its fault while referrals are being created,
+lets the system settle, and checks the ledger of acknowledged referrals against what the
+partners received.
+
+    python -m tests.chaos.run [--short] [--scenario NAME ...] [--json out.json]
+        [--database-url URL]
+
+Passes only with nothing lost, no duplicate effect at a partner and nothing misrouted (and,
+for the malformed scenario, dead-letter precision and recall of 1). See docs/chaos.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.harness import (
+    CONSUMERS,
+    Ledger,
+    Load,
+    Outcome,
+    Stack,
+    inject_malformed,
+    measure,
+    settle,
+    wait_until,
+)
+
+
+@dataclass(frozen=True)
+class Size:
+    people: int
+    per_person: int
+    rate: float  # referrals per second, all load threads together
+    settle_timeout: float
+
+    @property
+    def referrals(self) -> int:
+        return self.people * self.per_person
+
+
+SHORT = Size(people=40, per_person=2, rate=10.0, settle_timeout=45.0)
+FULL = Size(people=150, per_person=3, rate=15.0, settle_timeout=90.0)
+
+
+@dataclass
+class Context:
+    stack: Stack
+    size: Size
+    rng: random.Random
+    ledger: Ledger
+    fault_end: float = 0.0
+    injected: list[str] | None = None
+
+    def load(self, fraction: float = 1.0, tag: str = "") -> Load:
+        people = max(3, round(self.size.people * fraction))
+        return Load(
+            self.stack,
+            people=people,
+            per_person=self.size.per_person,
+            rate=self.size.rate,
+            ledger=self.ledger,
+            tag=tag,
+        ).start()
+
+
+Scenario = Callable[[Context], Load]
+
+
+def baseline(ctx: Context) -> Load:
+    """No fault: the reference figures."""
+    load = ctx.load()
+    load.wait()
+    ctx.fault_end = time.monotonic()
+    return load
+
+
+def broker_pause(ctx: Context) -> Load:
+    """SIGSTOP the broker for a while in the middle of the load, then SIGCONT."""
+    load = ctx.load()
+    time.sleep(_duration(ctx) * 0.25)
+    ctx.stack.broker.pause()
+    try:
+        time.sleep(min(8.0, _duration(ctx) * 0.4))
+    finally:
+        ctx.stack.broker.resume()
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
+def broker_restart(ctx: Context) -> Load:
+    """Kill the in-memory broker once everything so far was consumed, load on while it is
+    down, start it again (empty): the hub must re-publish what it still owes."""
+    warm = ctx.load(0.2, tag="w")
+    warm.wait()
+    took = settle(ctx.stack, ctx.ledger, since=time.monotonic(), timeout=ctx.size.settle_timeout)
+    if took is None:
+        raise RuntimeError("broker-restart: the warm-up was not delivered before the kill")
+    wait_until(lambda: ctx.stack.unpublished() == 0, 60, "outbox empty before the kill")
+    time.sleep(1.0)  # the last delivered-events are consumed by the timeline too
+    ctx.stack.broker.kill()
+    load = ctx.load(0.8)
+    time.sleep(min(6.0, _duration(ctx, 0.8) * 0.4))
+    ctx.stack.broker.start()
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
+def consumer_kill(ctx: Context) -> Load:
+    """SIGKILL the router or the delivery process at random moments, start it again."""
+    load = ctx.load()
+    _kill_repeatedly(ctx, load, ["router", "delivery"], (2.0, 5.0))
+    load.wait()
+    return load
+
+
+def relay_kill(ctx: Context) -> Load:
+    """SIGKILL the relay at random moments while it publishes, start it again at once."""
+    load = ctx.load()
+    _kill_repeatedly(ctx, load, ["relay"], (1.5, 3.5))
+    load.wait()
+    return load
+
+
+def gateway_kill(ctx: Context) -> Load:
+    """SIGKILL the gateway right after it answered a request (others are in flight)."""
+    load = ctx.load()
+    stack, ledger = ctx.stack, ctx.ledger
+    while load.running:
+        time.sleep(ctx.rng.uniform(0.8, 1.5))
+        with ledger.answered:
+            seen = ledger.answers
+            ledger.answered.wait_for(lambda s=seen: ledger.answers > s or not load.running, 5)
+            if not load.running:
+                break
+            stack.kill("gateway")  # under the lock: no answer is counted meanwhile
+        time.sleep(0.5)
+        stack.spawn("gateway")
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
+def partner_faults(ctx: Context) -> Load:
+    """One partner slow (0.5 s a delivery, under the hub's 2 s read timeout: slower than the
+    load, so a backlog builds), one answering 500 for a
+    while, one rejecting with 400 for a while (permanent: dead-lettered, not lost)."""
+    load = ctx.load()
+    third = _duration(ctx) / 3
+    time.sleep(third * 0.5)
+    ctx.stack.set_mode("amt", "slow", 0.5)
+    ctx.stack.set_mode("jobcenter", "error500")
+    ctx.stack.set_mode("ihk-fosa", "reject400")
+    time.sleep(third)
+    ctx.stack.set_mode("ihk-fosa", "ok")
+    ctx.stack.set_mode("jobcenter", "ok")
+    time.sleep(third * 0.5)
+    ctx.stack.set_mode("amt", "ok")
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
+def malformed(ctx: Context) -> Load:
+    """1 % malformed records written straight into hub.events.v1 while the load runs."""
+    load = ctx.load()
+    count = max(4, ctx.size.referrals // 100)
+    ctx.injected = inject_malformed(ctx.stack, count, spread_seconds=_duration(ctx) * 0.8)
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "baseline": baseline,
+    "broker-pause": broker_pause,
+    "broker-restart": broker_restart,
+    "consumer-kill": consumer_kill,
+    "relay-kill": relay_kill,
+    "gateway-kill": gateway_kill,
+    "partner-faults": partner_faults,
+    "malformed": malformed,
+}
+#: What CI runs (see tests/integration/test_chaos_short.py).
+SHORT_SCENARIOS = ("consumer-kill", "relay-kill", "gateway-kill", "malformed")
+#: Not run: PostgreSQL restart (the PostgreSQL here is shared with the test suite).
+SKIPPED = {"postgres-restart": "the PostgreSQL on this machine is shared with the test suite"}
+
+
+def _duration(ctx: Context, fraction: float = 1.0) -> float:
+    return max(3.0, ctx.size.referrals * fraction / ctx.size.rate)
+
+
+def _kill_repeatedly(
+    ctx: Context, load: Load, roles: list[str], after: tuple[float, float]
+) -> None:
+    while load.running:
+        time.sleep(ctx.rng.uniform(*after))
+        role = ctx.rng.choice(roles)
+        ctx.stack.kill(role)
+        ctx.stack.spawn(role)
+    ctx.fault_end = time.monotonic()
+
+
+def run_scenario(
+    name: str, *, database_url: str | None, size: Size, workdir: Path, seed: int = 0
+) -> Outcome:
+    """Run one scenario on a fresh stack; its outcome."""
+    scenario_dir = workdir / name
+    scenario_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(database_url or f"sqlite:///{scenario_dir / 'hub.db'}", scenario_dir)
+    try:
+        stack.start_all()
+        ctx = Context(stack, size, random.Random(seed), Ledger())
+        load = SCENARIOS[name](ctx)
+        since = max(ctx.fault_end, load.ended)
+        took = settle(
+            stack, ctx.ledger, since=since, timeout=size.settle_timeout, injected=ctx.injected
+        )
+        outcome = measure(stack, ctx.ledger, injected=ctx.injected)
+        outcome.recovery_seconds = None if took is None else round(took, 1)
+        outcome.settled = took is not None
+        dead = [r for r in ("relay", *CONSUMERS) if stack.procs[r].poll() is not None]
+        if dead:
+            outcome.notes.append(f"processes not running at the end: {dead}")
+        return outcome
+    finally:
+        stack.close()
+
+
+COLUMNS = [
+    ("scenario", 15),
+    ("acked", 6),
+    ("no-ans", 6),
+    ("deliv", 6),
+    ("dlq", 4),
+    ("lost", 5),
+    ("dup", 4),
+    ("misr", 5),
+    ("order", 6),
+    ("mal P/R", 9),
+    ("recov s", 8),
+    ("kills", 20),
+    ("pass", 5),
+]
+
+
+def table(results: dict[str, Outcome]) -> str:
+    lines = [" ".join(f"{c:<{w}}" for c, w in COLUMNS)]
+    for name, o in results.items():
+        mal = (
+            f"{o.malformed_precision:.2f}/{o.malformed_recall:.2f}"
+            if o.malformed_precision is not None and o.malformed_recall is not None
+            else "-"
+        )
+        row = [
+            name,
+            o.acknowledged,
+            o.unanswered + o.refused,
+            o.delivered,
+            o.dead_lettered,
+            o.lost,
+            o.duplicate_effects,
+            o.misrouted,
+            o.order_violations,
+            mal,
+            "timeout" if o.recovery_seconds is None else o.recovery_seconds,
+            ",".join(f"{k}:{v}" for k, v in sorted(o.kills.items())) or "-",
+            "yes" if o.passed else "NO",
+        ]
+        lines.append(" ".join(f"{v!s:<{w}}" for v, (_, w) in zip(row, COLUMNS, strict=True)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
+    parser.add_argument("--short", action="store_true", help="small load, CI's scenarios")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file per scenario; PostgreSQL: a fresh schema each",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    size = SHORT if args.short else FULL
+    names = args.scenario or (list(SHORT_SCENARIOS) if args.short else list(SCENARIOS))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hub-chaos-"))
+    results: dict[str, Outcome] = {}
+    for name in names:
+        started = time.monotonic()
+        print(f"[chaos] {name} ...", file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as scope:
+            url = args.database_url
+            if url and url.startswith("postgresql"):
+                from tests.conftest import _pg_schema  # a fresh schema per scenario
+
+                url = scope.enter_context(contextlib.contextmanager(_pg_schema)(url))
+            results[name] = run_scenario(
+                name, database_url=url, size=size, workdir=workdir, seed=args.seed
+            )
+        print(
+            f"[chaos] {name}: {'pass' if results[name].passed else 'FAIL'} "
+            f"in {time.monotonic() - started:.0f} s; notes: {results[name].notes}",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(table(results))
+    for reason_name, reason in SKIPPED.items():
+        print(f"skipped {reason_name}: {reason}")
+    print(f"logs: {workdir}")
+    if args.json:
+        doc: dict[str, Any] = {
+            "size": size.__dict__,
+            "database": args.database_url or "sqlite",
+            "results": {n: o.as_dict() for n, o in results.items()},
+            "skipped": SKIPPED,
+        }
+        args.json.write_text(json.dumps(doc, indent=2))
+    return 0 if all(o.passed for o in results.values()) else 1
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "chaos"
+    sys.exit(main())

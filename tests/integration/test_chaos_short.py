@@ -1,0 +1,30 @@
+"""The short chaos run (tests/chaos, docs/chaos.md): a few faults under a small load.
+
+Each scenario runs on a fresh broker and database with the gateway, relay and consumers as
+processes; it fails on any acknowledged referral lost, any duplicate effect at a partner,
+any misrouted delivery, or (malformed records) dead-letter precision or recall below 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.run import SHORT, SHORT_SCENARIOS, run_scenario
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("scenario", SHORT_SCENARIOS)
+def test_chaos_short(scenario: str, database_url: str, tmp_path: Path) -> None:
+    outcome = run_scenario(scenario, database_url=database_url, size=SHORT, workdir=tmp_path)
+    summary = outcome.as_dict()
+    assert outcome.acknowledged > 0, summary
+    assert outcome.lost == 0, summary
+    assert outcome.duplicate_effects == 0, summary
+    assert outcome.misrouted == 0, summary
+    if outcome.malformed_injected:
+        assert outcome.malformed_precision == 1.0, summary
+        assert outcome.malformed_recall == 1.0, summary
+    assert outcome.settled, summary
