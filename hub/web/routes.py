@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from hub.db import unit_of_work, utcnow
 from hub.errors import HubError, NotFound
 from hub.partners.models import Partner
-from hub.people.models import Person, PersonReference
+from hub.people import visibility
+from hub.people.models import Person
 from hub.privacy.service import open_value
 from hub.referrals import service as referrals
 from hub.referrals.models import Referral, StaffNote
@@ -189,38 +190,16 @@ def search(request: Request, q: str = "", staff: Staff = Depends(require(*CASE_R
 def _find_people(
     session: Session, request: Request, staff: Staff, query: str
 ) -> list[dict[str, Any]]:
-    """People matching an id or a partner reference, if the viewer may see them at all."""
-    found: dict[str, str] = {}
-    if query.startswith("p_") and session.get(Person, query) is not None:
-        found[query] = "hub"
-    refs = session.scalars(select(PersonReference).where(PersonReference.reference == query))
-    for ref in refs:
-        found.setdefault(ref.person_id, ref.partner_id)
-    results = []
-    for person_id, matched_by in found.items():
-        if _may_see_person(session, request, staff, person_id):
-            results.append({"id": person_id, "matched_by": matched_by})
-    return results
+    found = visibility.find_people(
+        session, query=query, purposes=staff.purposes, catalogue=request.app.state.catalogue
+    )
+    return [{"id": person_id, "matched_by": matched_by} for person_id, matched_by in found]
 
 
 def _may_see_person(session: Session, request: Request, staff: Staff, person_id: str) -> bool:
-    """True if any entry or referral of the person is in the viewer's purpose domains."""
-    visible = visible_purposes(session, person_id=person_id, purposes=staff.purposes)
-    has_entry = session.scalars(
-        select(TimelineEntry.id)
-        .where(TimelineEntry.person_id == person_id, TimelineEntry.purpose.in_(sorted(visible)))
-        .limit(1)
-    ).first()
-    if has_entry is not None:
-        return True
-    catalogue = request.app.state.catalogue
-    types = [tid for tid, rt in catalogue.types.items() if rt.purpose in visible]
-    has_referral = session.scalars(
-        select(Referral.id)
-        .where(Referral.person_id == person_id, Referral.type.in_(types))
-        .limit(1)
-    ).first()
-    return has_referral is not None
+    return visibility.may_see_person(
+        session, person_id=person_id, purposes=staff.purposes, catalogue=request.app.state.catalogue
+    )
 
 
 # ---------------------------------------------------------------------- timeline
@@ -304,13 +283,9 @@ def _person_context(
     session: Session, request: Request, staff: Staff, person_id: str
 ) -> dict[str, Any]:
     person = session.get(Person, person_id)
-    catalogue = request.app.state.catalogue
     visible = visible_purposes(session, person_id=person_id, purposes=staff.purposes)
-    types = [tid for tid, rt in catalogue.types.items() if rt.purpose in visible]
-    refs = session.scalars(
-        select(Referral)
-        .where(Referral.person_id == person_id, Referral.type.in_(types))
-        .order_by(Referral.created_at.desc())
+    refs = visibility.visible_referrals(
+        session, person_id=person_id, purposes=staff.purposes, catalogue=request.app.state.catalogue
     )
     partners = list(session.scalars(select(Partner).order_by(Partner.id)))
     name = None
@@ -320,7 +295,7 @@ def _person_context(
         name = " ".join(v for v in (given, family) if v) or None
     return {
         "name": name,
-        "referrals": list(refs),
+        "referrals": refs,
         "partners": partners,
         "event_types": {f"{TYPE_PREFIX}{kind}.v1": f"event.{kind}" for kind in _EVENT_KINDS},
         "purposes": sorted(visible),
@@ -438,14 +413,12 @@ def _referral(
 def _visible_referral(
     session: Session, request: Request, staff: Staff, referral_id: str
 ) -> Referral:
-    referral = session.get(Referral, referral_id)
-    if referral is None:
-        raise NotFound(f"no referral {referral_id}")
-    rtype = request.app.state.catalogue.types.get(referral.type)
-    visible = visible_purposes(session, person_id=referral.person_id, purposes=staff.purposes)
-    if rtype is None or rtype.purpose not in visible:
-        raise NotFound(f"no referral {referral_id} in your purpose domains")
-    return referral
+    return visibility.visible_referral(
+        session,
+        referral_id=referral_id,
+        purposes=staff.purposes,
+        catalogue=request.app.state.catalogue,
+    )
 
 
 def _lifecycle(referral: Referral) -> list[dict[str, Any]]:
