@@ -100,19 +100,19 @@ def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Runnin
     assert read_topic(running.hub.bootstrap_servers, "hub.deadletter.v1", expect=0, timeout=1) == []
 
 
-def _published_once(running: Running, expected_ids: set[str]) -> None:
-    wait_for(
-        lambda: (
-            count(
-                running,
-                select(func.count())
-                .select_from(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None)),
-            )
-            == 0
-        ),
-        timeout=90,
+def _unpublished(running: Running) -> int:
+    return count(
+        running,
+        select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None)),
     )
+
+
+def _outbox_drained(running: Running) -> None:
+    wait_for(lambda: _unpublished(running) == 0, timeout=90)
+
+
+def _published_once(running: Running, expected_ids: set[str]) -> None:
+    _outbox_drained(running)
     records = read_topic(running.hub.bootstrap_servers, "hub.events.v1", expect=len(expected_ids))
     ids = [dict(r.headers)["ce_id"].decode() for r in records]
     seen = [i for i in ids if i in expected_ids]
@@ -147,15 +147,7 @@ def test_paused_broker_then_everything_is_published_once(
             assert health.status_code == 503
             assert health.json()["checks"] == {"database": "ok", "kafka": "down"}
         ids = _accept(running, 30, 100)
-        assert (
-            count(
-                running,
-                select(func.count())
-                .select_from(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None)),
-            )
-            >= 30
-        )
+        assert _unpublished(running) >= 30
     finally:
         broker.resume()
     _published_once(running, ids)
@@ -171,18 +163,7 @@ def test_killed_and_restarted_broker_gets_what_the_hub_still_owes(
     owed = _accept(running, 30, 100) - published_before
     broker.restart()
     # The embedded broker forgot everything; the hub re-sends exactly what it still owed.
-    wait_for(
-        lambda: (
-            count(
-                running,
-                select(func.count())
-                .select_from(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None)),
-            )
-            == 0
-        ),
-        timeout=90,
-    )
+    _outbox_drained(running)
     records = read_topic(running.hub.bootstrap_servers, "hub.events.v1", expect=len(owed))
     ids = [dict(r.headers)["ce_id"].decode() for r in records]
     assert sorted(ids) == sorted(owed)
