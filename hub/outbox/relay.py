@@ -119,6 +119,8 @@ class Relay:
             if sent:
                 with unit_of_work(self._sessions) as session:
                     _mark(session, sent)
+        # Counted once marked: a scrape never shows a row both published and still owed.
+        telemetry.metrics().events_published.add(len(sent))
         if len(sent) < len(rows):
             raise RuntimeError(f"published {len(sent)} of {len(rows)} outbox rows")
         return len(rows)
@@ -169,7 +171,6 @@ class Relay:
         finally:
             for span in spans:
                 span.end()
-        telemetry.metrics().events_published.add(len(sent))
         return sent
 
     def _send_one(self, row: OutboxEvent, span: Span) -> Any:
