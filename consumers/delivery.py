@@ -32,10 +32,12 @@ from consumers.runner import (
     consume_span,
     decode,
     send_deadletter,
+    until_database_answers,
 )
 from hub import telemetry
 from hub.db import unit_of_work
 from hub.deliveries import service
+from hub.kafka.resets import PartitionResetGuard
 from hub.privacy.crypto import ERASED
 from hub.privacy.service import open_event
 from hub.settings import Settings
@@ -56,7 +58,7 @@ class DeliveryRunner:
         deliverer: Deliverer,
         session_factory: sessionmaker[Session],
         settings: Settings,
-        consumer_factory: Callable[[list[str]], Any],
+        consumer_factory: Callable[[list[str], Any], Any],
         producer_factory: Callable[[], Any],
         initial_backoff: float = 0.5,
     ) -> None:
@@ -73,7 +75,9 @@ class DeliveryRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; offsets are committed after each record's outcome."""
-        consumer = self._consumer_factory([self._settings.deliveries_topic(self.partner_id)])
+        topics = [self._settings.deliveries_topic(self.partner_id)]
+        resets = PartitionResetGuard(self.name)
+        consumer = self._consumer_factory(topics, resets)
         log.info("delivery.started", extra={"partner": self.partner_id})
         try:
             lag = LagMeter(self.name)
@@ -83,6 +87,7 @@ class DeliveryRunner:
                         if not self._handle(record, stop):
                             break
                         commit_offset(consumer, tp, record.offset + 1, consumer_name=self.name)
+                resets.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)
@@ -103,15 +108,23 @@ class DeliveryRunner:
         except POISON as exc:
             self._deadletter(record, repr(exc))
             return True
-        with self._sessions() as session:
-            if service.already_delivered(
-                session, partner_id=self.partner_id, event_id=event.attrs.id
-            ):
-                return True
+        prepared: list[OutboundMessage | None] = []
+
+        def prepare() -> None:  # reads only: repeating it after a database outage is safe
+            prepared.clear()
+            with self._sessions() as session:
+                done = service.already_delivered(
+                    session, partner_id=self.partner_id, event_id=event.attrs.id
+                )
+            prepared.append(None if done else self._message(event))
+
         try:
-            message = self._message(event)
+            if not until_database_answers(stop, prepare, name=self.name):
+                return False
         except MappingError as exc:
-            self._reject(record, event, f"connector cannot map the event: {exc}", None)
+            return self._reject(record, event, f"connector cannot map the event: {exc}", None, stop)
+        message = prepared[0]
+        if message is None:
             return True
         return self._deliver(record, event, message, stop)
 
@@ -123,18 +136,21 @@ class DeliveryRunner:
             result = self._deliverer.deliver(message)
             if result.outcome == "delivered":
                 _observe_latency(self.partner_id, event)
-                with unit_of_work(self._sessions) as session:
-                    service.record_delivered(
-                        session,
-                        partner_id=self.partner_id,
-                        attrs=event.attrs,
-                        data=event.data,
-                        settings=self._settings,
-                    )
-                return True
+
+                def delivered() -> None:
+                    with unit_of_work(self._sessions) as session:
+                        service.record_delivered(
+                            session,
+                            partner_id=self.partner_id,
+                            attrs=event.attrs,
+                            data=event.data,
+                            settings=self._settings,
+                        )
+
+                # The partner has it: wait out a database outage rather than deliver again.
+                return until_database_answers(stop, delivered, name=self.name)
             if result.outcome == "permanent":
-                self._reject(record, event, result.reason, result.status_code)
-                return True
+                return self._reject(record, event, result.reason, result.status_code, stop)
             log.warning(
                 "delivery.partner_unavailable",
                 extra={
@@ -144,10 +160,13 @@ class DeliveryRunner:
                 },
             )
             telemetry.metrics().delivery_retries.add(1, {"partner": self.partner_id})
-            with unit_of_work(self._sessions) as session:
-                service.record_unavailable(
-                    session, partner_id=self.partner_id, reason=result.reason
-                )
+
+            def unavailable(reason: str = result.reason) -> None:
+                with unit_of_work(self._sessions) as session:
+                    service.record_unavailable(session, partner_id=self.partner_id, reason=reason)
+
+            if not until_database_answers(stop, unavailable, name=self.name):
+                return False
             stop.wait(min(result.retry_after or backoff, MAX_BACKOFF_SECONDS))
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         return False
@@ -166,18 +185,30 @@ class DeliveryRunner:
             body=json.dumps(native).encode(),
         )
 
-    def _reject(self, record: Any, event: Event, reason: str, status_code: int | None) -> None:
+    def _reject(
+        self,
+        record: Any,
+        event: Event,
+        reason: str,
+        status_code: int | None,
+        stop: threading.Event,
+    ) -> bool:
+        """Dead-letter the record and record the rejection; False only when stopping first."""
         self._deadletter(record, reason)
-        with unit_of_work(self._sessions) as session:
-            service.record_rejected(
-                session,
-                partner_id=self.partner_id,
-                attrs=event.attrs,
-                data=event.data,
-                reason=reason,
-                status_code=status_code,
-                settings=self._settings,
-            )
+
+        def rejected() -> None:
+            with unit_of_work(self._sessions) as session:
+                service.record_rejected(
+                    session,
+                    partner_id=self.partner_id,
+                    attrs=event.attrs,
+                    data=event.data,
+                    reason=reason,
+                    status_code=status_code,
+                    settings=self._settings,
+                )
+
+        return until_database_answers(stop, rejected, name=self.name)
 
     def _deadletter(self, record: Any, reason: str) -> None:
         if self._producer is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ from connectors.http import HttpDeliverer
 from connectors.registry import connector_for
 from consumers import deadlines, inbox, router, timeline
 from consumers.delivery import DeliveryRunner
-from consumers.runner import ConsumerRunner, Handler
+from consumers.runner import ConsumerRunner, Handler, until_database_answers
 from hub.bootstrap import Hub
 from hub.kafka.client import make_consumer, make_producer
 from hub.partners.service import partner_ids, push_partners
@@ -44,13 +45,14 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
     """A runner for one of ``NAMES``, in consumer group ``hub.<name>``."""
     settings = hub.settings
 
-    def consumer_factory(topics: list[str]) -> Any:
+    def consumer_factory(topics: list[str], listener: Any = None) -> Any:
         return make_consumer(
             hub.bootstrap_servers,
             group_id=f"hub.{name}",
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             client_id=f"{settings.kafka_client_id}.{name}",
+            listener=listener,
         )
 
     return ConsumerRunner(
@@ -78,6 +80,17 @@ def build_delivery_runners(hub: Hub) -> list[DeliveryRunner]:
     return [_delivery_runner(hub, pid, kind, config) for pid, kind, config in partners]
 
 
+def delivery_runners_when_ready(hub: Hub, stop: threading.Event) -> list[DeliveryRunner]:
+    """``build_delivery_runners``, waiting for the database if it is away at start-up."""
+    built: list[DeliveryRunner] = []
+
+    def build() -> None:
+        built[:] = build_delivery_runners(hub)
+
+    until_database_answers(stop, build, name="delivery")
+    return built
+
+
 def _delivery_runner(
     hub: Hub, partner_id: str, kind: str, config: ConnectorConfig
 ) -> DeliveryRunner:
@@ -95,13 +108,14 @@ def _delivery_runner(
         egress=EgressPolicy.for_profile(settings.profile),
     )
 
-    def consumer_factory(topics: list[str]) -> Any:
+    def consumer_factory(topics: list[str], listener: Any = None) -> Any:
         return make_consumer(
             hub.bootstrap_servers,
             group_id=f"hub.delivery.{partner_id}",
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             client_id=f"{settings.kafka_client_id}.delivery.{partner_id}",
+            listener=listener,
         )
 
     return DeliveryRunner(

@@ -8,7 +8,9 @@ Commit rules, which make every handler's effect happen exactly once:
 - a record that cannot be decoded, or whose handler keeps failing, goes to the dead-letter
   topic with error headers; when nothing but dead letters comes out
   (``max_consecutive_deadletters`` in a row, a bad deploy) the consumer stops instead;
-- a database outage is not the record's fault: it is retried until the database returns.
+- a database outage is not the record's fault: it is retried until the database returns;
+- a partition re-created under the consumer (a broker that forgot its topics) is read again
+  from its beginning (``hub.kafka.resets``); the inbox drops what was applied already.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub import gauges, telemetry
 from hub.db import unit_of_work
-from hub.events.service import already_processed, mark_processed
+from hub.events.service import already_processed, mark_processed, processed_among
 from hub.kafka.cloudevents import CloudEventError, from_headers
+from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy
+from hub.runtime import WorkerStopped
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
 from schemas.cloudevents import CloudEventAttributes
@@ -43,7 +47,7 @@ class PermanentError(Exception):
     """This record can never be applied; retrying is pointless."""
 
 
-class ConsumerHalted(RuntimeError):
+class ConsumerHalted(WorkerStopped):
     """Too many dead letters in a row: stop rather than empty the topic into the DLQ."""
 
 
@@ -85,7 +89,7 @@ class ConsumerRunner:
         settings: Settings,
         catalogue: Catalogue,
         policy: Policy,
-        consumer_factory: Callable[[list[str]], Any],
+        consumer_factory: Callable[[list[str], Any], Any],
         producer_factory: Callable[[], Any],
     ) -> None:
         self.name = name
@@ -100,15 +104,23 @@ class ConsumerRunner:
         self._producer: Any = None
         self._deadletters_in_row = 0
         self._refreshed_at = time.monotonic()
+        self._resets = PartitionResetGuard(name)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; offsets are committed after each partition batch."""
-        topics = self._topics()
-        while not topics:  # e.g. the inbox consumer while every partner is in push mode
-            if stop.wait(TOPIC_REFRESH_SECONDS):
+        found: list[str] = []
+
+        def look() -> None:
+            found[:] = self._topics()
+
+        while not found:  # e.g. the inbox consumer while every partner is in push mode
+            if not until_database_answers(stop, look, name=self.name):
                 return
-            topics = self._topics()
-        consumer = self._consumer_factory(topics)
+            if not found and stop.wait(TOPIC_REFRESH_SECONDS):
+                return
+        topics = found
+        resets = self._resets
+        consumer = self._consumer_factory(topics, resets)
         log.info("consumer.started", extra={"consumer": self.name, "topics": topics})
         try:
             lag = LagMeter(self.name)
@@ -119,6 +131,7 @@ class ConsumerRunner:
                     if done is not None:
                         self._commit(consumer, tp, done + 1)
                 topics = self._refresh(consumer, topics)
+                resets.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)
@@ -127,12 +140,49 @@ class ConsumerRunner:
             log.info("consumer.stopped", extra={"consumer": self.name})
 
     def _apply_all(self, records: list[Any], stop: threading.Event) -> int | None:
+        """Apply a partition's polled records; the offset of the last one applied."""
+        if len(records) > 1 and self._apply_together(records):
+            return int(records[-1].offset)
         last = None
         for record in records:
             if not self._apply(record, stop):
                 break
             last = record.offset
         return last
+
+    def _apply_together(self, records: list[Any]) -> bool:
+        """The fast path: the whole batch in one transaction, one inbox lookup for all.
+
+        Anything unusual (a record that does not decode, a handler error, the database away)
+        rolls the whole batch back and returns False; the caller then takes the records one
+        by one, where each of those cases has its own handling. Either way every record's
+        effect and its inbox row commit together, so nothing is applied twice."""
+        try:
+            events = [decode(record) for record in records]
+        except POISON:
+            return False
+        try:
+            with unit_of_work(self._sessions) as session:
+                done = processed_among(
+                    session, consumer=self.name, ids=[e.attrs.id for e in events]
+                )
+                context = Context(session, self._settings, self._catalogue, self._policy)
+                for record, event in zip(records, events, strict=True):
+                    if event.attrs.id in done:
+                        continue
+                    with consume_span(record, group=self.name):
+                        self._handler(event, context)
+                        mark_processed(session, consumer=self.name, event_id=event.attrs.id)
+                    done.add(event.attrs.id)
+        except Exception as exc:
+            log.info(
+                "consumer.batch_retried_singly",
+                extra={"consumer": self.name, "records": len(records), "error": repr(exc)},
+            )
+            return False
+        self._deadletters_in_row = 0
+        telemetry.metrics().events_consumed.add(len(records), {"consumer": self.name})
+        return True
 
     def _apply(self, record: Any, stop: threading.Event) -> bool:
         """Apply one record (in a consumer span continuing the producer's trace)."""
@@ -197,9 +247,13 @@ class ConsumerRunner:
         if now - self._refreshed_at < TOPIC_REFRESH_SECONDS:
             return topics
         self._refreshed_at = now
-        current = self._topics()
+        try:
+            current = self._topics()
+        except OperationalError as exc:  # the database is away: keep the topics we have
+            log.warning("consumer.database_unavailable", extra={"error": repr(exc)})
+            return topics
         if current and sorted(current) != sorted(topics):
-            consumer.subscribe(current)
+            consumer.subscribe(topics=current, listener=self._resets)
             log.info("consumer.resubscribed", extra={"consumer": self.name, "topics": current})
         return current
 
@@ -223,6 +277,24 @@ class LagMeter:
             log.debug(
                 "consumer.lag_unmeasured", extra={"consumer": self._group, "error": repr(exc)}
             )
+
+
+def until_database_answers(stop: threading.Event, action: Callable[[], None], *, name: str) -> bool:
+    """Run ``action`` (a database transaction) until the database takes it; False only when
+    stopping first. A database outage is nobody's fault: wait for it, never skip the record."""
+    attempts = 0
+    while not stop.is_set():
+        try:
+            action()
+            return True
+        except OperationalError as exc:
+            attempts += 1
+            log.warning(
+                "consumer.database_unavailable",
+                extra={"consumer": name, "attempt": attempts, "error": repr(exc)},
+            )
+            stop.wait(min(0.25 * 2 ** min(attempts, 5), 5.0))
+    return False
 
 
 def consume_span(record: Any, *, group: str) -> Any:

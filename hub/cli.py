@@ -154,7 +154,8 @@ def consume(name: str) -> None:
 
     def deliver(stop: threading.Event) -> None:
         threads = [
-            runtime.start_thread(r.name, r.run, stop) for r in registry.build_delivery_runners(hub)
+            runtime.start_thread(r.name, r.run, stop)
+            for r in registry.delivery_runners_when_ready(hub, stop)
         ]
         while any(t.is_alive() for t in threads) and not stop.is_set():
             stop.wait(0.5)
@@ -815,11 +816,12 @@ def _with_kafka(settings: Settings) -> Settings:
 
 
 def _observe(hub: Hub, service: str) -> None:
-    """Traces and metrics for this process, once (design §12)."""
+    """Traces and metrics for this process, once (design §12); a server process's GC."""
     from hub import gauges, telemetry
 
     telemetry.configure(hub.settings, service=service)
     gauges.register(hub.session_factory)
+    runtime.tune_gc()
 
 
 def _settings() -> Settings:

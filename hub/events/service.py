@@ -34,6 +34,19 @@ def already_processed(session: Session, *, consumer: str, event_id: str) -> bool
     return session.execute(stmt).first() is not None
 
 
+def processed_among(session: Session, *, consumer: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` ``consumer`` has already applied (one query per 500 ids)."""
+    found: set[str] = set()
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        stmt = select(ProcessedEvent.event_id).where(
+            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id.in_(chunk)
+        )
+        found.update(session.scalars(stmt))
+    return found
+
+
 def mark_processed(session: Session, *, consumer: str, event_id: str) -> None:
     """Record the event as applied, in the same transaction as its effect."""
     session.add(ProcessedEvent(consumer=consumer, event_id=event_id))

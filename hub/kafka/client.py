@@ -8,7 +8,7 @@ import struct
 import time
 from typing import Any, Literal
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
@@ -114,6 +114,7 @@ def make_consumer(
     topics: list[str],
     session_timeout_ms: int = 6000,
     client_id: str = "talent-hub",
+    listener: ConsumerRebalanceListener | None = None,
     **overrides: Any,
 ) -> KafkaConsumer:
     """Build a manually committing group consumer subscribed to the given topics."""
@@ -127,10 +128,13 @@ def make_consumer(
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
         "max_poll_records": 500,
+        # Fresh metadata every 10 s: a re-created topic (new topic id) is noticed soon even
+        # when nothing failed (hub.kafka.resets), and so are new partitions.
+        "metadata_max_age_ms": 10_000,
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
-    consumer.subscribe(topics=topics)
+    consumer.subscribe(topics=topics, listener=listener)
     return consumer
 
 
