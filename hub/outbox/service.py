@@ -57,8 +57,11 @@ def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
         traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
         row.headers = traced + telemetry.inject()
     session.add(row)
-    session.info["outbox_written"] = True
-    if session.get_bind().dialect.name == "postgresql":
+    first = not session.info.get("outbox_written")
+    session.info["outbox_written"] = True  # cleared at the end of the transaction
+    if first and session.get_bind().dialect.name == "postgresql":
         # Delivered at commit, so a relay in another process wakes at once, not on its poll.
+        # Once per transaction: a consumer staging a batch of rows needs one wake-up, and
+        # each NOTIFY is a round trip that also flushes the rows staged so far.
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return row

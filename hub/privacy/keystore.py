@@ -13,9 +13,9 @@ from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import CursorResult, event, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from hub.db import utcnow
 from hub.privacy.errors import CipherError, MasterKeyMissing, PersonErased
@@ -26,6 +26,23 @@ KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the 96-bit nonce GCM is specified for
 DEV_KEY_FILE = "master.key"
 REWRAP_BATCH = 500
+
+
+#: ``session.info`` key of the data keys unwrapped in the open transaction (see below).
+UNWRAPPED = "hub.privacy.unwrapped_keys"
+
+
+def _unwrapped(session: Session) -> dict[str, bytes]:
+    keys: dict[str, bytes] = session.info.setdefault(UNWRAPPED, {})
+    return keys
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_unwrapped(session: Session, transaction: SessionTransaction) -> None:
+    """Unwrapped keys live no longer than the transaction that read them: a key erased by
+    another transaction afterwards must not be used from here."""
+    if transaction.parent is None:
+        session.info.pop(UNWRAPPED, None)
 
 
 class KeyStore(Protocol):
@@ -82,6 +99,17 @@ class DbKeyStore:
 
     def data_key(self, person_id: str, *, create: bool) -> bytes | None:
         """The data key; None if erased or absent; PersonErased if erased and ``create``."""
+        # One request seals several values of one person; the ORM's identity map holds rows
+        # only weakly, so without this every value cost a SELECT and an unwrap.
+        known = _unwrapped(self.session)
+        if person_id in known:
+            return known[person_id]
+        key = self._load(person_id, create=create)
+        if key is not None:
+            known[person_id] = key
+        return key
+
+    def _load(self, person_id: str, *, create: bool) -> bytes | None:
         row = self.session.get(PersonKey, person_id)
         if row is None and create:
             row = self._create(person_id)
@@ -95,6 +123,7 @@ class DbKeyStore:
 
     def erase(self, person_id: str) -> bool:
         """Destroy the data key for good; True if a key existed, False if there was none."""
+        _unwrapped(self.session).pop(person_id, None)
         self._overwrite_freed_bytes()
         if self._erase_row(person_id):
             return True

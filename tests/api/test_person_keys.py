@@ -147,3 +147,54 @@ def _checkpointed_bytes(path: Path) -> bytes:
     assert busy == 0
     wal = path.with_name(path.name + "-wal")
     return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_a_key_is_read_once_per_transaction_and_forgotten_after_it(
+    hub_and_partners: HubAndPartners,
+) -> None:
+    from sqlalchemy import event
+
+    factory = _factory(hub_and_partners)
+    with unit_of_work(factory) as session:
+        key = _store(session).data_key("p_once", create=True)
+    selects: list[str] = []
+    engine = hub_and_partners[0].engine
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "FROM person_keys" in statement:
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with unit_of_work(factory) as session:
+            for _ in range(5):
+                assert _store(session).data_key("p_once", create=True) == key
+        assert len(selects) == 1, "one read for five values of one person"
+        with unit_of_work(factory) as session:
+            assert _store(session).data_key("p_once", create=False) == key
+        assert len(selects) == 2, "a new transaction reads the key again"
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_key_erased_in_the_transaction_is_not_served_from_memory(
+    hub_and_partners: HubAndPartners,
+) -> None:
+    with unit_of_work(_factory(hub_and_partners)) as session:
+        store = _store(session)
+        assert store.data_key("p_gone", create=True) is not None
+        assert store.erase("p_gone") is True
+        assert store.data_key("p_gone", create=False) is None
+        with pytest.raises(PersonErased):
+            store.data_key("p_gone", create=True)
+
+
+def test_a_rolled_back_key_is_not_remembered(hub_and_partners: HubAndPartners) -> None:
+    factory = _factory(hub_and_partners)
+    session = factory()
+    try:
+        assert _store(session).data_key("p_rolled", create=True) is not None
+        session.rollback()
+        assert _store(session).data_key("p_rolled", create=False) is None
+    finally:
+        session.close()

@@ -9,6 +9,8 @@ over months among everyone else's), the other entries belong to ~50-entry people
 takes part in all 50 of the person's referrals) and ``timeline_for_staff`` (all purposes; one
 purpose; newest 50), each call in a new session as a request would. ``db ms`` is the time
 inside ``cursor.execute`` (PostgreSQL plus transfer), the rest is SQLAlchemy and Python.
+Each query is timed with Python's default garbage collector ("default") and then as the
+hub's server processes run it after ``hub.runtime.tune_gc()`` ("hub").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event, insert, text
 
+from hub import runtime
 from hub.db import unit_of_work
 from hub.referrals.models import Referral
 from hub.timeline import service
@@ -182,6 +185,10 @@ def main() -> None:
                 s, person_id=person, purposes=everything, newest_first=True, limit=50
             ),
         }
+        # First with Python's default collector, then as the hub's server processes run it
+        # (hub.runtime.tune_gc at start-up): the difference is the collector's pauses.
+        default_gc = {name: measure(hub, timer, q, args.runs) for name, q in queries.items()}
+        runtime.tune_gc()
         results = {name: measure(hub, timer, q, args.runs) for name, q in queries.items()}
         with hub.engine.connect() as conn:
             plan = conn.execute(
@@ -200,10 +207,11 @@ def main() -> None:
     table(
         f"timeline query: person with {args.person_entries:,} of {args.entries:,} entries "
         f"(PostgreSQL, {args.runs} runs)",
-        ["query", "rows", "p50 ms", "p99 ms", "db p50 ms", "db p99 ms"],
+        ["query", "gc", "rows", "p50 ms", "p99 ms", "db p50 ms", "db p99 ms"],
         [
-            [name, r["rows"], r["p50_ms"], r["p99_ms"], r["db_p50_ms"], r["db_p99_ms"]]
-            for name, r in results.items()
+            [name, gc, r["rows"], r["p50_ms"], r["p99_ms"], r["db_p50_ms"], r["db_p99_ms"]]
+            for gc, runs in (("default", default_gc), ("hub", results))
+            for name, r in runs.items()
         ],
     )
     write_result(
@@ -213,6 +221,7 @@ def main() -> None:
             "person_entries": args.person_entries,
             "fill_seconds": round(fill_s, 1),
             "results": results,
+            "results_default_gc": default_gc,
             "partner_query_plan": plan_text,
         },
     )
