@@ -1,6 +1,7 @@
 """The short chaos run (tests/chaos, docs/chaos.md): a few faults under a small load.
 
-Each scenario runs on a fresh broker and database with the gateway, relay and consumers as
+Each scenario runs on a fresh broker and database (postgres-restart: on a PostgreSQL server
+of its own, started and crashed by the scenario) with the gateway, relay and consumers as
 processes; it fails on any acknowledged referral lost, any duplicate effect at a partner,
 any misrouted delivery, or (malformed records) dead-letter precision or recall below 1.
 """
@@ -11,13 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.run import SHORT, SHORT_SCENARIOS, run_scenario
+from tests.chaos import postgres
+from tests.chaos.run import OWN_DATABASE, SHORT, SHORT_SCENARIOS, run_scenario
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("scenario", SHORT_SCENARIOS)
 def test_chaos_short(scenario: str, database_url: str, tmp_path: Path) -> None:
+    _check(scenario, database_url, tmp_path)
+
+
+@pytest.mark.parametrize("scenario", OWN_DATABASE)
+def test_chaos_short_on_its_own_postgresql(scenario: str, tmp_path: Path) -> None:
+    """Crashes a PostgreSQL server of its own (never the machine's shared one)."""
+    why_not = postgres.available()
+    if why_not:
+        pytest.skip(why_not)
+    _check(scenario, None, tmp_path)
+
+
+def _check(scenario: str, database_url: str | None, tmp_path: Path) -> None:
     outcome = run_scenario(scenario, database_url=database_url, size=SHORT, workdir=tmp_path)
     summary = outcome.as_dict()
     assert outcome.acknowledged > 0, summary
