@@ -37,6 +37,7 @@ from consumers.runner import (
 from hub import telemetry
 from hub.db import unit_of_work
 from hub.deliveries import service
+from hub.kafka.rejoins import StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.privacy.crypto import ERASED
 from hub.privacy.service import open_event
@@ -77,6 +78,7 @@ class DeliveryRunner:
         """Deliver until ``stop`` is set; offsets are committed after each record's outcome."""
         topics = [self._settings.deliveries_topic(self.partner_id)]
         resets = PartitionResetGuard(self.name)
+        stalls = StalledJoinWatch(self.name)
         consumer = self._consumer_factory(topics, resets)
         log.info("delivery.started", extra={"partner": self.partner_id})
         try:
@@ -88,6 +90,7 @@ class DeliveryRunner:
                             break
                         commit_offset(consumer, tp, record.offset + 1, consumer_name=self.name)
                 resets.check(consumer)
+                stalls.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)

@@ -33,6 +33,7 @@ from hub import gauges, telemetry
 from hub.db import unit_of_work
 from hub.events.service import already_processed, mark_processed, processed_among
 from hub.kafka.cloudevents import CloudEventError, from_headers
+from hub.kafka.rejoins import StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy
 from hub.runtime import WorkerStopped
@@ -120,6 +121,7 @@ class ConsumerRunner:
                 return
         topics = found
         resets = self._resets
+        stalls = StalledJoinWatch(self.name)
         consumer = self._consumer_factory(topics, resets)
         log.info("consumer.started", extra={"consumer": self.name, "topics": topics})
         try:
@@ -132,6 +134,7 @@ class ConsumerRunner:
                         self._commit(consumer, tp, done + 1)
                 topics = self._refresh(consumer, topics)
                 resets.check(consumer)
+                stalls.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)

@@ -102,6 +102,10 @@ def make_producer(
         "request_timeout_ms": 5000,
         "max_block_ms": 5000,
         "delivery_timeout_ms": 15000,
+        # Topics are created by the hub with their partition counts (ensure_topics), never
+        # on the side by a metadata request: a broker's default count would change which
+        # partition a person's events go to (and re-trigger consumer group joins).
+        "allow_auto_create_topics": False,
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -131,6 +135,7 @@ def make_consumer(
         # Fresh metadata every 10 s: a re-created topic (new topic id) is noticed soon even
         # when nothing failed (hub.kafka.resets), and so are new partitions.
         "metadata_max_age_ms": 10_000,
+        "allow_auto_create_topics": False,  # see make_producer
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
