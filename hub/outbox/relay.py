@@ -11,7 +11,9 @@ Rules that keep "nothing lost, nothing twice" (design §13):
   and sequence numbers (an in-memory broker forgets them, and a reset sequence can then be
   taken for a duplicate and acknowledged without being written); the unmarked rows are
   re-sent by a fresh producer, and a restarted Kafka broker that had already written some of
-  them before dying yields repeats that consumers drop;
+  them before dying yields repeats that consumers drop. The relay looks for that also while
+  it is idle (every ``GONE_CHECK_SECONDS``), so that a broker which dies and comes back
+  between two batches does not meet the old producer either;
 - when the broker answers again but the producer is stuck or failed, it is replaced too;
 - if a send fails, only rows before the first failure are marked, so a person's events are
   re-sent in order; consumers drop any repeat by event id.
@@ -38,7 +40,9 @@ from hub.outbox.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-FLUSH_WAIT_SECONDS = 2.0
+FLUSH_WAIT_SECONDS = 0.5
+#: While idle with a producer, how often the relay checks that a broker still listens.
+GONE_CHECK_SECONDS = 1.0
 #: How long an answering broker may leave a send unacknowledged before the producer is
 #: considered broken (after a broker restart it would otherwise wait for ever).
 STUCK_PRODUCER_SECONDS = 15.0
@@ -95,12 +99,22 @@ class Relay:
     def _idle(self, stop: threading.Event) -> None:
         """Wait for a commit signal or the poll interval, whichever is first; stop promptly."""
         deadline = time.monotonic() + self._poll_interval
+        checked = time.monotonic()
         while not stop.is_set() and not self.wakeup.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             self.wakeup.wait(min(remaining, 0.5))
+            if self._producer is not None and time.monotonic() - checked >= GONE_CHECK_SECONDS:
+                checked = time.monotonic()
+                self._drop_producer_if_broker_gone()
         self.wakeup.clear()
+
+    def _drop_producer_if_broker_gone(self) -> None:
+        if self._broker_state() == "gone":
+            log.warning("relay.broker_gone", extra={"while": "idle"})
+            self._drop_producer()
+            self._known_topics.clear()  # a restarted broker may have lost them
 
     def publish_batch(self) -> int:
         """Send one batch of unpublished rows; return how many there were."""

@@ -162,9 +162,34 @@ def test_killed_and_restarted_broker_gets_what_the_hub_still_owes(
     broker.kill()
     owed = _accept(running, 30, 100) - published_before
     broker.restart()
-    # The embedded broker forgot everything; the hub re-sends exactly what it still owed.
+    # The embedded broker forgot everything; the hub re-sends what it still owed, all of it
+    # and nothing else. A repeat is possible: the relay's producer may outlive the restart
+    # and write part of its batch before it is replaced, and the in-memory broker has forgotten
+    # the sequence numbers that would have dropped the re-send (Apache Kafka keeps them).
+    # Consumers drop repeats by event id.
     _outbox_drained(running)
-    records = read_topic(running.hub.bootstrap_servers, "hub.events.v1", expect=len(owed))
-    ids = [dict(r.headers)["ce_id"].decode() for r in records]
-    assert sorted(ids) == sorted(owed)
+    records: list[Any] = []
+
+    def everything_owed_is_there() -> bool:
+        """the topic holds every owed event (repeats count once)"""
+        records[:] = read_topic(running.hub.bootstrap_servers, "hub.events.v1", len(owed), 5)
+        return {dict(r.headers)["ce_id"].decode() for r in records} >= owed
+
+    wait_for(everything_owed_is_there, timeout=30)
+    assert {dict(r.headers)["ce_id"].decode() for r in records} == owed
     assert all(json.loads(r.value)["event_id"] in owed for r in records)
+
+
+def test_broker_restarted_while_the_relay_idles_gets_everything_once(
+    running: Running, broker: EmbeddedBroker
+) -> None:
+    """The relay notices the dead broker before it has anything to send and replaces its
+    producer, so the restarted broker never meets a producer it cannot deduplicate."""
+    running.start_relay()
+    published_before = _accept(running, 5, 0)
+    _published_once(running, published_before)
+    broker.kill()
+    time.sleep(3)  # the relay is idle: nothing to publish
+    broker.start()
+    owed = _accept(running, 30, 100) - published_before
+    _published_once(running, owed)
