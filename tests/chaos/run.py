@@ -214,8 +214,7 @@ SCENARIOS: dict[str, Scenario] = {
     "postgres-restart": postgres_restart,
 }
 #: What CI runs (see tests/integration/test_chaos_short.py), on SQLite and on PostgreSQL.
-#: Not broker-restart: it still loses records now and then (docs/chaos.md, finding 6).
-SHORT_SCENARIOS = ("consumer-kill", "relay-kill", "gateway-kill", "malformed")
+SHORT_SCENARIOS = ("broker-restart", "consumer-kill", "relay-kill", "gateway-kill", "malformed")
 #: Scenarios on a PostgreSQL server of their own (tests.chaos.postgres), whatever the database.
 OWN_DATABASE = ("postgres-restart",)
 
