@@ -183,6 +183,8 @@ class Delivery:
     referral_id: str | None
     body: Any
     received_count: int = 1
+    #: The ``Idempotency-Key`` of every receipt, in order (None where it was missing).
+    idempotency_keys: list[str | None] = field(default_factory=list)
 
 
 class ModeChange(BaseModel):
@@ -211,12 +213,13 @@ class SimulatorState:
         """Our issuer (``iss``); the webhook is the audience."""
         return f"urn:talenthub:simulator:{self.kind}"
 
-    def record(self, delivery: Delivery) -> bool:
-        """Keep a delivery once per message id; True if it is new."""
+    def record(self, delivery: Delivery, idempotency_key: str | None) -> bool:
+        """Keep a delivery once per message id; True if it is new (a repeat is not applied)."""
         with self.lock:
             kept = self.deliveries.setdefault(delivery.event_id, delivery)
             if kept is not delivery:
                 kept.received_count += 1
+            kept.idempotency_keys.append(idempotency_key)
             return kept is delivery
 
     def issue_token(self) -> str:
@@ -339,7 +342,7 @@ async def _receive(state: SimulatorState, request: Request) -> Response:
         referral_id=request.headers.get("x-talenthub-referral-id"),
         body=document,
     )
-    if state.record(delivery) and state.runner is not None:
+    if state.record(delivery, request.headers.get("idempotency-key")) and state.runner is not None:
         state.runner.on_delivery(delivery)
     if mode.mode == "malformed":
         return Response(b"<html>Service Temporarily Unavailable", 200, media_type="text/html")

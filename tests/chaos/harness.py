@@ -363,7 +363,12 @@ class Outcome:
     delivered: int = 0
     dead_lettered: int = 0
     lost: int = 0
-    redelivered: int = 0  # one event id received more than once (received_count > 1)
+    # One event id received more than once (a delivery consumer killed between the partner's
+    # answer and its own commit sends again). Not an effect: every receipt carried the event
+    # id as Idempotency-Key, and the partner applied the first only.
+    redelivered: int = 0
+    # A repeat under another Idempotency-Key, or none: the partner could not recognise it.
+    unkeyed_repeats: int = 0
     duplicate_steps: int = 0  # two event ids for the same referral step at a partner
     misrouted: int = 0
     order_violations: int = 0
@@ -379,7 +384,7 @@ class Outcome:
 
     @property
     def duplicate_effects(self) -> int:
-        return self.redelivered + self.duplicate_steps
+        return self.unkeyed_repeats + self.duplicate_steps
 
     @property
     def passed(self) -> bool:
@@ -497,6 +502,8 @@ def measure(
         for pid, d in got:
             if d.received_count > 1:
                 out.redelivered += 1
+                if set(d.idempotency_keys) != {d.event_id}:
+                    out.unkeyed_repeats += 1
             if performers.get(rid, acked[rid].performer if rid in acked else None) != pid:
                 out.misrouted += 1
         # the same step (referral.requested) under two event ids at one partner

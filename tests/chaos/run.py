@@ -273,13 +273,14 @@ def _run(
 
 
 COLUMNS = [
-    ("scenario", 15),
+    ("scenario", 16),
     ("acked", 6),
     ("no-ans", 6),
     ("deliv", 6),
     ("dlq", 4),
     ("lost", 5),
     ("dup", 4),
+    ("resent", 6),
     ("misr", 5),
     ("order", 6),
     ("mal P/R", 9),
@@ -305,6 +306,7 @@ def table(results: dict[str, Outcome]) -> str:
             o.dead_lettered,
             o.lost,
             o.duplicate_effects,
+            o.redelivered,
             o.misrouted,
             o.order_violations,
             mal,

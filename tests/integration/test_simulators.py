@@ -146,6 +146,7 @@ def test_each_partner_kind_receives_a_signed_delivery_once(partner: SimulatorSer
     assert record["referral_id"] == msg.referral_id
     assert record["body"]["vorgang"]["id"] == msg.referral_id
     assert record["received_count"] == 2
+    assert record["idempotency_keys"] == [msg.event_id, msg.event_id]
 
 
 def test_a_tampered_body_is_refused_and_has_no_effect(sim: SimulatorServer) -> None:
