@@ -126,9 +126,9 @@ def pipeline(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, di
         state = sims["amt"].state
         record = state.record
 
-        def stamped(delivery: Any) -> bool:
+        def stamped(delivery: Any, idempotency_key: str | None) -> bool:
             received.setdefault(delivery.referral_id, time.perf_counter())
-            return bool(record(delivery))
+            return bool(record(delivery, idempotency_key))
 
         state.record = stamped
         ensure_topics(kafka, topic_plan(hub))

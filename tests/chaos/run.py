@@ -175,6 +175,22 @@ def partner_faults(ctx: Context) -> Load:
     return load
 
 
+def partner_down(ctx: Context) -> Load:
+    """One partner's system stops listening (connections refused) in the middle of the load and
+    comes back on the same address: its deliveries wait, the others keep flowing."""
+    load = ctx.load()
+    time.sleep(_duration(ctx) * 0.25)
+    server = ctx.stack.sims["jobcenter"].server
+    server.down()
+    try:
+        time.sleep(min(10.0, _duration(ctx) * 0.4))
+    finally:
+        server.up()
+    ctx.fault_end = time.monotonic()
+    load.wait()
+    return load
+
+
 def malformed(ctx: Context) -> Load:
     """1 % malformed records written straight into hub.events.v1 while the load runs."""
     load = ctx.load()
@@ -210,6 +226,7 @@ SCENARIOS: dict[str, Scenario] = {
     "relay-kill": relay_kill,
     "gateway-kill": gateway_kill,
     "partner-faults": partner_faults,
+    "partner-down": partner_down,
     "malformed": malformed,
     "postgres-restart": postgres_restart,
 }
