@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -219,9 +220,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = Path(tmp)
         with pipeline(args, Path(tmp)) as (gateway, token, received):
-            run_rate(
+            warm = run_rate(
                 gateway, token, received, 20, argparse.Namespace(**{**vars(args), "duration": 2})
             )
+            if not warm["accepted"] or warm["delivered"] < warm["accepted"]:
+                # A broken pipeline would otherwise print a table of zeros and exit 0.
+                sys.exit(
+                    f"warm-up: {warm['delivered']} of {warm['accepted']} accepted referrals "
+                    "delivered; the pipeline does not work, no figures"
+                )
             for rate in (float(r) for r in args.rates.split(",")):
                 results.append(run_rate(gateway, token, received, rate, args))
     sustained = max((r["offered_per_second"] for r in results if r["sustained"]), default=0)
