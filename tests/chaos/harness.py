@@ -28,6 +28,7 @@ import httpx
 from kafka import KafkaProducer
 from sqlalchemy import func, select
 
+from connectors.simulator import Delivery
 from hub.deadletters import service as dlq
 from hub.kafka.client import ensure_topics
 from hub.kafka.embedded import EmbeddedBroker, free_port
@@ -401,6 +402,13 @@ class Outcome:
         return d
 
 
+def unrecognisable_repeat(delivery: Delivery) -> bool:
+    """Received more than once, and not every time under its event id as Idempotency-Key: a
+    partner keeping keys would apply it again."""
+    keys = set(delivery.idempotency_keys)
+    return delivery.received_count > 1 and keys != {delivery.event_id}
+
+
 def delivered_now(stack: Stack) -> dict[str, list[tuple[str, Any]]]:
     """referral id -> [(partner, delivery)] of every referral.requested at the simulators."""
     out: dict[str, list[tuple[str, Any]]] = defaultdict(list)
@@ -502,8 +510,7 @@ def measure(
         for pid, d in got:
             if d.received_count > 1:
                 out.redelivered += 1
-                if set(d.idempotency_keys) != {d.event_id}:
-                    out.unkeyed_repeats += 1
+                out.unkeyed_repeats += unrecognisable_repeat(d)
             if performers.get(rid, acked[rid].performer if rid in acked else None) != pid:
                 out.misrouted += 1
         # the same step (referral.requested) under two event ids at one partner
