@@ -182,9 +182,13 @@ class Delivery:
     event_type: str
     referral_id: str | None
     body: Any
-    received_count: int = 1
     #: The ``Idempotency-Key`` of every receipt, in order (None where it was missing).
     idempotency_keys: list[str | None] = field(default_factory=list)
+
+    @property
+    def received_count(self) -> int:
+        """How many times the message arrived."""
+        return len(self.idempotency_keys)
 
 
 class ModeChange(BaseModel):
@@ -217,8 +221,6 @@ class SimulatorState:
         """Keep a delivery once per message id; True if it is new (a repeat is not applied)."""
         with self.lock:
             kept = self.deliveries.setdefault(delivery.event_id, delivery)
-            if kept is not delivery:
-                kept.received_count += 1
             kept.idempotency_keys.append(idempotency_key)
             return kept is delivery
 
@@ -306,7 +308,9 @@ def create_simulator_app(
     @app.get("/_sim/received")
     def received() -> list[dict[str, Any]]:
         with state.lock:
-            return [asdict(d) for d in state.deliveries.values()]
+            return [
+                {**asdict(d), "received_count": d.received_count} for d in state.deliveries.values()
+            ]
 
     @app.post("/_sim/mode")
     def set_mode(change: ModeChange) -> dict[str, Any]:

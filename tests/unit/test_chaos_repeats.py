@@ -9,9 +9,7 @@ EVENT = "3f1c2a9e-0d4b-4c7e-9a51-2b8f6d0e7c13"
 
 
 def delivery(*keys: str | None) -> Delivery:
-    d = Delivery(EVENT, "referral.requested", "r-1", {}, received_count=len(keys))
-    d.idempotency_keys = list(keys)
-    return d
+    return Delivery(EVENT, "referral.requested", "r-1", {}, idempotency_keys=list(keys))
 
 
 def test_a_single_receipt_is_no_repeat() -> None:
