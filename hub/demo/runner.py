@@ -37,6 +37,9 @@ KINDS = {
     "jobcenter": "jobcenter",
 }
 
+#: How long the summary waits for the timeline to show what the referrals already say.
+TIMELINE_SETTLE_SECONDS = 60.0
+
 
 class Demo:
     """One demo run; ``say`` receives the progress lines."""
@@ -201,7 +204,7 @@ class Demo:
         self.say("Alle Fallverläufe abgeschlossen / all journeys completed")
         for journey in journeys:
             requester = journey.steps[0].requester
-            timeline = api.get(requester, f"/v1/people/{journey.person_id}/timeline")
+            timeline = self._settled_timeline(api, journey)
             partners = sorted({e["source_partner"] for e in timeline["entries"]})
             self.say(
                 f"  {journey.name}: person {journey.person_id}, "
@@ -210,6 +213,35 @@ class Demo:
             self.say(
                 f"    {self.url}/v1/people/{journey.person_id}/timeline (token of {requester})"
             )
+
+    def _settled_timeline(self, api: _Api, journey: Journey) -> dict[str, Any]:
+        """The first requester's view of the person's timeline, once every step's requester
+        sees that step's end on it.
+
+        Referral status is read from the hub's database; the timeline is projected from the
+        event topic by its own consumer and may trail it by a poll or a group join."""
+        path = f"/v1/people/{journey.person_id}/timeline"
+        terminal = {s.value for s in TERMINAL}
+        deadline = time.monotonic() + TIMELINE_SETTLE_SECONDS
+        while True:
+            views = {s.requester: api.get(s.requester, path) for s in journey.steps}
+            missing = [
+                rid
+                for step, rid in zip(journey.steps, journey.referral_ids, strict=True)
+                if not any(
+                    e["referral_id"] == rid and e["status"] in terminal
+                    for e in views[step.requester]["entries"]
+                )
+            ]
+            if not missing or self.stop.is_set():
+                return views[journey.steps[0].requester]
+            if time.monotonic() >= deadline:
+                self.say(
+                    f"  {journey.name}: Zeitachse noch unvollständig / timeline still catching up"
+                    f" ({len(missing)} of {len(journey.referral_ids)} referrals without their end)"
+                )
+                return views[journey.steps[0].requester]
+            self.stop.wait(0.5)
 
     def _shutdown(self, server: uvicorn.Server) -> None:
         self.stop.set()

@@ -45,6 +45,7 @@ def test_demo_plays_three_journeys(tmp_path: Path) -> None:
             wait_for(finished, timeout=240, interval=0.5)
             output = log_path.read_text()
             assert "all journeys completed" in output
+            assert "timeline still catching up" not in output, output[-3000:]
             people = re.findall(SUMMARY, output)
             assert len(people) == 3, output[-3000:]
             creds = {
@@ -64,7 +65,7 @@ def test_demo_plays_three_journeys(tmp_path: Path) -> None:
                     headers={"Authorization": f"Bearer {token}"},
                 ).json()["entries"]
                 statuses = [e["status"] for e in entries if e["status"]]
-                assert statuses.count("completed") >= 2, (person, statuses)
+                assert statuses.count("completed") >= 2, (person, statuses, output[-3000:])
                 assert len({e["source_partner"] for e in entries}) >= 2
         finally:
             proc.send_signal(signal.SIGTERM)
