@@ -3,6 +3,11 @@
 A referral is due when it ended (a terminal status) more than ``retention_days`` ago under
 its route. Its personal data is removed; a person none of whose referrals is still kept is
 erased altogether (crypto-shredding, so copies in Kafka and backups go with it).
+
+The job runs every night (deploy/k8s/base/nightly-jobs.yaml), so it does nothing twice: a
+shredded referral carries ``shredded_at`` and is never due again, and a person who is
+already erased is not erased again (which would put another erasure on their timeline and
+in the audit log each night).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub.audit.service import record as audit
 from hub.inbox.models import InboxMessage
 from hub.policy.model import Policy
-from hub.privacy.service import erase_person
+from hub.privacy.service import cipher, erase_person
 from hub.referrals.models import Referral, StatusHistory
 from schemas.lifecycle import TERMINAL
 
@@ -32,12 +37,11 @@ class Due:
 
 def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
     """What the retention job would shred now, without changing anything."""
-    ended = [
-        r
-        for r in session.scalars(
-            select(Referral).where(Referral.status.in_([s.value for s in TERMINAL]))
+    ended = session.scalars(
+        select(Referral).where(
+            Referral.status.in_([s.value for s in TERMINAL]), Referral.shredded_at.is_(None)
         )
-    ]
+    )
     expired = []
     for r in ended:
         route = policy.route(r.requester_id, r.performer_id, r.type)
@@ -45,11 +49,25 @@ def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
         if r.updated_at + timedelta(days=days) <= now:
             expired.append((r, route.name if route else "(no route)"))
     expired_ids = {r.id for r, _ in expired}
-    kept_people = {
-        r.person_id for r in session.scalars(select(Referral)) if r.id not in expired_ids
-    }
+    # A referral shredded before keeps nobody; one that is still open or not yet due does.
+    kept_people = set(
+        session.scalars(
+            select(Referral.person_id).where(
+                Referral.person_id.in_({r.person_id for r, _ in expired}),
+                Referral.shredded_at.is_(None),
+                Referral.id.not_in(expired_ids),
+            )
+        )
+    )
+    keys = cipher(session).keys
     return [
-        Due(r.id, r.person_id, name, r.updated_at, r.person_id not in kept_people)
+        Due(
+            r.id,
+            r.person_id,
+            name,
+            r.updated_at,
+            r.person_id not in kept_people and not keys.is_erased(r.person_id),
+        )
         for r, name in expired
     ]
 
@@ -59,7 +77,7 @@ def shred(session: Session, *, policy: Policy, now: datetime, topic: str) -> lis
     done = due(session, policy=policy, now=now)
     erased: set[str] = set()
     for item in done:
-        _shred_referral(session, item)
+        _shred_referral(session, item, now=now)
         if item.erase_person and item.person_id not in erased:
             erase_person(
                 session,
@@ -72,8 +90,10 @@ def shred(session: Session, *, policy: Policy, now: datetime, topic: str) -> lis
     return done
 
 
-def _shred_referral(session: Session, item: Due) -> None:
-    session.execute(update(Referral).where(Referral.id == item.referral_id).values(payload={}))
+def _shred_referral(session: Session, item: Due, *, now: datetime) -> None:
+    session.execute(
+        update(Referral).where(Referral.id == item.referral_id).values(payload={}, shredded_at=now)
+    )
     session.execute(
         update(StatusHistory).where(StatusHistory.referral_id == item.referral_id).values(note=None)
     )

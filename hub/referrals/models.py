@@ -29,6 +29,8 @@ class Referral(Base):
     correlation_id: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when retention shredded the payload (hub/privacy/retention.py): never due again.
+    shredded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Optimistic locking: two concurrent status changes cannot both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
