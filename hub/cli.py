@@ -780,6 +780,33 @@ def retention(dry_run: bool) -> None:
     click.echo(f"{len(items)} referral(s) {'due' if dry_run else 'shredded'}", err=True)
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; change nothing.")
+def housekeeping(dry_run: bool) -> None:
+    """Delete published outbox rows, old dedup marks and expired sessions (hub/housekeeping)."""
+    from hub.db import utcnow
+    from hub.housekeeping import service as job
+
+    hub = bootstrap(_settings())
+    keep = hub.settings.housekeeping_keep_days
+    with unit_of_work(hub.session_factory) as session:
+        step = job.due if dry_run else job.sweep
+        sweeps = step(session, now=utcnow(), keep_days=keep)
+    for s in sweeps:
+        click.echo(
+            json.dumps(
+                {
+                    "table": s.table,
+                    "before": s.before.isoformat(),
+                    "rows": s.rows,
+                    "action": "would delete" if dry_run else "deleted",
+                }
+            )
+        )
+    total = sum(s.rows for s in sweeps)
+    click.echo(f"{total} row(s) {'due' if dry_run else 'deleted'}", err=True)
+
+
 @people.command("export")
 @click.argument("person_id")
 @click.option(

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     relay_poll_interval_seconds: float = Field(1.0, gt=0)
     consumer_max_attempts: int = Field(5, ge=1)
     consumer_max_consecutive_deadletters: int = Field(50, ge=1)
+    # A repeat of an event can arrive while its record is in a topic: at most 90 days (a dead
+    # letter replayed by staff). The dedup marks must outlive that (hub/housekeeping).
+    housekeeping_keep_days: int = Field(
+        120, ge=91, description="Days published outbox rows and dedup marks are kept."
+    )
 
     master_keys: dict[str, str] = Field(
         default_factory=dict,

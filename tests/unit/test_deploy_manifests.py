@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from consumers import registry
 from hub import cli, runtime
@@ -172,10 +173,15 @@ def config_env(*directories: Path) -> dict[str, str]:
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    workloads = {"Deployment", "Job", "StatefulSet", "DaemonSet"}
     return [
         (d["metadata"]["name"], d["spec"]["template"]["spec"])
         for d in docs
-        if d["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob"}
+        if d["kind"] in workloads
+    ] + [
+        (d["metadata"]["name"], d["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] == "CronJob"
     ]
 
 
@@ -558,6 +564,23 @@ def test_pods_run_locked_down_with_resources() -> None:
         for part in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container.get("resources", {}).get(part, {})), name
     assert checked >= 8
+
+
+def test_every_hub_command_the_pods_run_exists() -> None:
+    runs = [[*c.get("command", []), *c.get("args", [])] for _, _, c in containers(k8s_docs(BASE))]
+    hub_runs = [argv[1:] for argv in runs if argv[:1] == ["hub"]]
+    assert len(hub_runs) >= 9
+    for argv in hub_runs:
+        result = CliRunner().invoke(cli.main, [*argv, "--help"])
+        assert result.exit_code == 0, f"hub {' '.join(argv)}: {result.output}"
+
+
+@pytest.mark.parametrize("job", ["retention", "housekeeping"])
+def test_the_nightly_jobs_run_one_at_a_time(job: str) -> None:
+    cron = one(k8s_docs(BASE), "CronJob", f"talent-hub-{job}")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert [*container["command"], *container["args"]] == ["hub", job]
 
 
 def test_there_is_a_default_deny_network_policy() -> None:

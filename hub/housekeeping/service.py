@@ -1,0 +1,78 @@
+"""Housekeeping: technical rows that have done their job are deleted.
+
+Every table here would otherwise grow by a row per event for as long as the hub runs. A row
+goes only once nothing can need it again:
+
+- an outbox row once published (an unpublished row is owed to Kafka and is never touched);
+- a consumer's processed-event mark, which drops a repeat of an event it already applied;
+- a stored answer to an ``Idempotency-Key``, which answers a partner's retry;
+- a pulled message its partner acknowledged;
+- an expired staff session.
+
+The marks, answers and messages are kept ``keep_days`` (``HUB_HOUSEKEEPING_KEEP_DAYS``).
+A repeat can reach a consumer as long as its record is in a topic: 30 days in the event and
+delivery topics, 90 days for a dead letter replayed by staff (deploy/k8s/base/kafka-topics.yaml),
+so the setting refuses fewer than 91 days. The outbox uses the same horizon, so an event's
+mark never outlives the outbox row that the operations view compares it with.
+
+Personal data is not housekeeping's business: ``hub retention`` shreds it per route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.orm import Session
+
+from hub.events.models import ProcessedEvent
+from hub.inbox.models import InboxMessage
+from hub.outbox.models import OutboxEvent
+from hub.referrals.models import IdempotencyRecord
+from hub.web.models import StaffSession
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One table's rows that have done their job, and the rule that says so."""
+
+    table: str
+    rows: int
+    before: datetime
+
+
+def _rules(now: datetime, keep_days: int) -> list[tuple[Any, ColumnElement[bool], datetime]]:
+    horizon = now - timedelta(days=keep_days)
+    return [
+        (OutboxEvent, OutboxEvent.published_at < horizon, horizon),
+        (ProcessedEvent, ProcessedEvent.processed_at < horizon, horizon),
+        (IdempotencyRecord, IdempotencyRecord.created_at < horizon, horizon),
+        (InboxMessage, InboxMessage.acked_at < horizon, horizon),
+        (StaffSession, StaffSession.expires_at < now, now),
+    ]
+
+
+def due(session: Session, *, now: datetime, keep_days: int) -> list[Sweep]:
+    """What ``sweep`` would delete now, table by table, without changing anything."""
+    return [
+        Sweep(model.__tablename__, session.scalar(select(func.count()).where(rule)) or 0, before)
+        for model, rule, before in _rules(now, keep_days)
+    ]
+
+
+def sweep(session: Session, *, now: datetime, keep_days: int) -> list[Sweep]:
+    """Delete what has done its job; returns how many rows went, table by table.
+
+    An event is marked only after it was published, and acknowledged only after it was
+    marked or stored, so a mark or an acknowledged message old enough to go has an outbox
+    row old enough to go too: the operations view never finds an outbox row whose mark is
+    gone and counts it as still waiting."""
+    done = []
+    for model, rule, before in _rules(now, keep_days):
+        result = session.execute(
+            delete(model).where(rule).execution_options(synchronize_session=False)
+        )
+        done.append(Sweep(model.__tablename__, int(getattr(result, "rowcount", 0) or 0), before))
+    return done
