@@ -53,9 +53,14 @@ class PartitionResetGuard(ConsumerRebalanceListener):
     # ConsumerRebalanceListener: runs on the client's IO loop, so it only takes note.
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        if revoked:  # kafka-python also calls this, with nothing, before the first join
+            log.info("consumer.partitions_revoked", extra=self._partitions(revoked))
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = list(assigned)
+        # Until this line a consumer that was started consumes nothing: a member still joining
+        # its group shows here (the join takes about half the session timeout).
+        log.info("consumer.partitions_assigned", extra=self._partitions(assigned))
         now = time.monotonic()
         with self._lock:
             self._reassigned.update(
@@ -63,6 +68,12 @@ class PartitionResetGuard(ConsumerRebalanceListener):
                 for tp in assigned
                 if now - self._recreated_at.get(tp.topic, -self._grace) < self._grace
             )
+
+    def _partitions(self, tps: Iterable[TopicPartition]) -> dict[str, Any]:
+        return {
+            "consumer": self._name,
+            "partitions": ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps)),
+        }
 
     def check(self, consumer: Any) -> list[TopicPartition]:
         """Seek every assigned partition of a re-created topic to its beginning."""

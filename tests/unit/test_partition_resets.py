@@ -3,6 +3,9 @@ broker-restart chaos scenario, tests/integration/test_chaos_short.py)."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from kafka.structs import TopicPartition
 
 from hub.kafka.resets import PartitionResetGuard
@@ -100,3 +103,19 @@ def test_kafka_python_still_has_the_attributes_the_guard_reads() -> None:
         assert isinstance(consumer._cluster, ClusterMetadata)
     finally:
         consumer.close()
+
+
+def test_assignments_and_revocations_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The operator sees when a consumer actually got its partitions (and when it lost them)."""
+    guard = PartitionResetGuard("timeline")
+    with caplog.at_level(logging.INFO, logger="hub.kafka.resets"):
+        guard.on_partitions_revoked(set())  # before the first join: nothing to say
+        guard.on_partitions_assigned(iter([B0, A1, A0]))  # the client hands out any iterable
+        guard.on_partitions_revoked({A0})
+    logged = [
+        (r.getMessage(), r.__dict__["consumer"], r.__dict__["partitions"]) for r in caplog.records
+    ]
+    assert logged == [
+        ("consumer.partitions_assigned", "timeline", "a[0],a[1],b[0]"),
+        ("consumer.partitions_revoked", "timeline", "a[0]"),
+    ]
