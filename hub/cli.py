@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from hub import logs, runtime
 from hub.bootstrap import Hub, bootstrap, kafka_probe
@@ -20,7 +21,25 @@ from hub.errors import HubError
 from hub.settings import Settings
 
 
-@click.group()
+class _Commands(click.Group):
+    """Database trouble ends a command with one line that says what to do, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(database_problem(exc)) from exc
+
+
+def database_problem(exc: OperationalError | ProgrammingError) -> str:
+    """One line for an operator: what the database said, and the fix where it is known."""
+    said = str(exc.orig or exc).strip().splitlines()[0]
+    if "no such table" in said or ("relation" in said and "does not exist" in said):
+        return f"the database has no tables for this version ({said}): run `hub migrate`"
+    return f"the database refused or did not answer: {said}"
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """Talent Hub: referrals and status between the Amt, UDE, the chambers and the Jobcenter."""
 
