@@ -65,6 +65,15 @@ _WORDS: dict[str, tuple[str, str]] = {
     "timeline.all": ("alle", "all"),
     "timeline.filter": ("Filtern", "Filter"),
     "timeline.empty": ("Keine Einträge.", "No entries."),
+    "timeline.truncated": (
+        "Angezeigt werden die ersten {n} Einträge in dieser Reihenfolge.",
+        "Showing the first {n} entries in this order.",
+    ),
+    "timeline.show_more": ("Weitere anzeigen", "Show more"),
+    "timeline.narrow": (
+        "Für die übrigen Einträge nach Partner, Art oder Zweck filtern.",
+        "Filter by partner, type or purpose to see the others.",
+    ),
     "timeline.occurred": ("geschehen", "occurred"),
     "timeline.recorded": ("erfasst", "recorded"),
     "timeline.basis": ("Rechtsgrundlage", "Legal basis"),

@@ -51,7 +51,9 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 LOGIN_CSRF_COOKIE = "hub_login_csrf"
 #: Roles that work with clients' personal data (the timeline and referrals).
 CASE_ROLES = ("caseworker", "team_lead")
+#: Timeline entries a page shows at first, per "show more", and at most (then: filter).
 TIMELINE_PAGE = 500
+TIMELINE_MOST = 5_000
 #: Login attempts one address may make per minute, across all accounts (against spraying).
 LOGIN_ATTEMPTS_PER_MINUTE = 10
 _STATES_DRAWN = [
@@ -213,9 +215,11 @@ def person_page(
     partner: str = "",
     type: str = "",
     purpose: str = "",
+    shown: int = TIMELINE_PAGE,
     staff: Staff = Depends(require(*CASE_ROLES)),
 ) -> Response:
-    return _timeline(request, staff, person_id, order, partner, type, purpose, "person.html")
+    filters = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, "person.html")
 
 
 @router.get("/people/{person_id}/entries", response_class=HTMLResponse)
@@ -226,28 +230,33 @@ def person_entries(
     partner: str = "",
     type: str = "",
     purpose: str = "",
+    shown: int = TIMELINE_PAGE,
     staff: Staff = Depends(require(*CASE_ROLES)),
 ) -> Response:
     """The entry list alone, polled by the page so new events appear without a reload."""
-    return _timeline(request, staff, person_id, order, partner, type, purpose, "_entries.html")
+    filters = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, "_entries.html")
 
 
-def _timeline(
-    request: Request,
-    staff: Staff,
-    person_id: str,
-    order: str,
-    partner: str,
-    event_type: str,
-    purpose: str,
-    template: str,
-) -> Response:
-    filters = {
+def _timeline_filters(
+    order: str, partner: str, event_type: str, purpose: str, shown: int
+) -> dict[str, str]:
+    """The page's query, normalised; ``shown`` only when more than the first page."""
+    shown = min(max(shown, TIMELINE_PAGE), TIMELINE_MOST)
+    return {
         "order": "asc" if order == "asc" else "desc",
         "partner": partner,
         "type": event_type,
         "purpose": purpose,
+        "shown": str(shown) if shown > TIMELINE_PAGE else "",
     }
+
+
+def _timeline(
+    request: Request, staff: Staff, person_id: str, filters: dict[str, str], template: str
+) -> Response:
+    purpose = filters["purpose"]
+    shown = int(filters["shown"] or TIMELINE_PAGE)
     with viewing(
         request,
         staff,
@@ -262,17 +271,23 @@ def _timeline(
             session,
             person_id=person_id,
             purposes=staff.purposes,
-            partner=partner or None,
-            event_type=event_type or None,
+            partner=filters["partner"] or None,
+            event_type=filters["type"] or None,
             purpose=purpose or None,
             newest_first=filters["order"] == "desc",
-            limit=TIMELINE_PAGE,
+            limit=shown + 1,  # one more tells whether there is more
         )
+        more = len(entries) > shown
         context: dict[str, Any] = {
             "person_id": person_id,
-            "entries": [_entry_view(e) for e in entries],
+            "entries": [_entry_view(e) for e in entries[:shown]],
             "filters": filters,
             "query": _query(filters),
+            "shown": shown,
+            "more_query": _query(filters | {"shown": str(shown + TIMELINE_PAGE)})
+            if more and shown < TIMELINE_MOST
+            else None,
+            "more": more,
         }
         if template == "person.html":
             context |= _person_context(session, request, staff, person_id)

@@ -6,8 +6,10 @@ running hub; these tests pin the rules one by one.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -345,3 +347,55 @@ def test_hub_staff_add_from_the_command_line(database_url: str, tmp_path: Any) -
     assert set(accounts) == {"a.yilmaz@stadt-duisburg.de", "d@stadt-duisburg.de"}
     assert accounts["a.yilmaz@stadt-duisburg.de"].password_hash.startswith("scrypt$")
     assert accounts["d@stadt-duisburg.de"].password_hash is None
+
+
+def test_a_long_timeline_says_it_is_cut_and_shows_more_on_request(
+    browser: TestClient, staff_hub: Any, partners: Any
+) -> None:
+    referral = refer_student(browser, partners)
+    person = referral["person_id"]
+    start = utcnow() - timedelta(days=400)
+    with unit_of_work(staff_hub.session_factory) as session:
+        session.add_all(
+            TimelineEntry(
+                event_id=str(uuid.uuid4()),
+                person_id=person,
+                referral_id=referral["id"],
+                referral_type="residence.student",
+                source_partner="ude",
+                event_type="de.duisburg.talenthub.referral.status-changed.v1",
+                status="in-progress",
+                business_status=f"STEP_{i:04d}",
+                purpose="residence",
+                occurred_at=start + timedelta(hours=i),
+                recorded_at=start + timedelta(hours=i),
+            )
+            for i in range(1_001)
+        )
+    login(browser, "res@duisburg.de")
+
+    def shown(path: str) -> list[str]:
+        page = browser.get(path)
+        assert page.status_code == 200, page.text
+        return re.findall(r"STEP_(\d{4})", page.text)
+
+    first = browser.get(f"/staff/people/{person}")
+    steps = re.findall(r"STEP_(\d{4})", first.text)
+    assert len(steps) == 500 and steps[0] == "1000"  # newest first
+    assert "Angezeigt werden die ersten 500 Einträge in dieser Reihenfolge." in first.text
+    more = re.search(r'href="(/staff/people/[^"]+shown=1000)"', first.text)
+    assert more is not None, "a link that shows 500 more"
+
+    second = browser.get(more.group(1).replace("&amp;", "&"))
+    assert len(re.findall(r"STEP_(\d{4})", second.text)) == 1_000
+    assert f"/staff/people/{person}/entries?order=desc&amp;shown=1000" in second.text  # polls alike
+    assert "shown=1500" in second.text
+
+    everything = shown(f"/staff/people/{person}?shown=1500")
+    assert (
+        len(everything) == 1_001
+        and "Weitere anzeigen" not in browser.get(f"/staff/people/{person}?shown=1500").text
+    )
+    assert len(shown(f"/staff/people/{person}/entries?order=asc&shown=1000")) == 1_000
+    assert shown(f"/staff/people/{person}/entries?order=asc")[0] == "0000"  # oldest first
+    assert len(shown(f"/staff/people/{person}?shown=99999")) == 1_001  # capped, not refused
