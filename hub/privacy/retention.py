@@ -49,26 +49,21 @@ def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
         if r.updated_at + timedelta(days=days) <= now:
             expired.append((r, route.name if route else "(no route)"))
     expired_ids = {r.id for r, _ in expired}
+    concerned = {r.person_id for r, _ in expired}
     # A referral shredded before keeps nobody; one that is still open or not yet due does.
-    kept_people = set(
+    kept = set(
         session.scalars(
             select(Referral.person_id).where(
-                Referral.person_id.in_({r.person_id for r, _ in expired}),
+                Referral.person_id.in_(concerned),
                 Referral.shredded_at.is_(None),
                 Referral.id.not_in(expired_ids),
             )
         )
     )
     keys = cipher(session).keys
+    erasable = {p for p in concerned - kept if not keys.is_erased(p)}
     return [
-        Due(
-            r.id,
-            r.person_id,
-            name,
-            r.updated_at,
-            r.person_id not in kept_people and not keys.is_erased(r.person_id),
-        )
-        for r, name in expired
+        Due(r.id, r.person_id, name, r.updated_at, r.person_id in erasable) for r, name in expired
     ]
 
 

@@ -218,8 +218,8 @@ def person_page(
     shown: int = TIMELINE_PAGE,
     staff: Staff = Depends(require(*CASE_ROLES)),
 ) -> Response:
-    filters = _timeline_filters(order, partner, type, purpose, shown)
-    return _timeline(request, staff, person_id, filters, "person.html")
+    filters, shown = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, shown, "person.html")
 
 
 @router.get("/people/{person_id}/entries", response_class=HTMLResponse)
@@ -234,29 +234,35 @@ def person_entries(
     staff: Staff = Depends(require(*CASE_ROLES)),
 ) -> Response:
     """The entry list alone, polled by the page so new events appear without a reload."""
-    filters = _timeline_filters(order, partner, type, purpose, shown)
-    return _timeline(request, staff, person_id, filters, "_entries.html")
+    filters, shown = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, shown, "_entries.html")
 
 
 def _timeline_filters(
     order: str, partner: str, event_type: str, purpose: str, shown: int
-) -> dict[str, str]:
-    """The page's query, normalised; ``shown`` only when more than the first page."""
+) -> tuple[dict[str, str], int]:
+    """The page's query, normalised (``shown`` in it only past the first page), and how
+    many entries to show."""
     shown = min(max(shown, TIMELINE_PAGE), TIMELINE_MOST)
-    return {
+    filters = {
         "order": "asc" if order == "asc" else "desc",
         "partner": partner,
         "type": event_type,
         "purpose": purpose,
         "shown": str(shown) if shown > TIMELINE_PAGE else "",
     }
+    return filters, shown
 
 
 def _timeline(
-    request: Request, staff: Staff, person_id: str, filters: dict[str, str], template: str
+    request: Request,
+    staff: Staff,
+    person_id: str,
+    filters: dict[str, str],
+    shown: int,
+    template: str,
 ) -> Response:
     purpose = filters["purpose"]
-    shown = int(filters["shown"] or TIMELINE_PAGE)
     with viewing(
         request,
         staff,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -61,6 +61,12 @@ def _erasures(hub: Any, person_id: str) -> int:
         )
 
 
+def _shred(hub: Any, now: datetime) -> list[retention.Due]:
+    """One night's retention run."""
+    with unit_of_work(hub.session_factory) as session:
+        return retention.shred(session, policy=hub.policy, now=now, topic=hub.settings.topic_events)
+
+
 def _complete(client: TestClient, amt: dict[str, str], referral_id: str) -> None:
     for step in (
         {"status": "accepted"},
@@ -79,21 +85,12 @@ def test_running_retention_again_changes_nothing(
     done = client.post("/v1/referrals", json=STUDENT_REFERRAL, headers=ude).json()
     _complete(client, amt, done["id"])
     later = utcnow() + timedelta(days=731)
-    with unit_of_work(hub.session_factory) as session:
-        first = retention.shred(
-            session, policy=hub.policy, now=later, topic=hub.settings.topic_events
-        )
+    first = _shred(hub, later)
     assert [(i.referral_id, i.erase_person) for i in first] == [(done["id"], True)]
     assert _erasures(hub, done["person_id"]) == 1
     with unit_of_work(hub.session_factory) as session:
         assert retention.due(session, policy=hub.policy, now=later + timedelta(days=1)) == []
-        again = retention.shred(
-            session,
-            policy=hub.policy,
-            now=later + timedelta(days=1),
-            topic=hub.settings.topic_events,
-        )
-    assert again == []
+    assert _shred(hub, later + timedelta(days=1)) == []
     assert _erasures(hub, done["person_id"]) == 1
 
 
@@ -111,19 +108,10 @@ def test_a_person_goes_when_their_last_kept_referral_is_shredded(
     ).json()
     assert second["person_id"] == first["person_id"]
     night = utcnow() + timedelta(days=731)
-    with unit_of_work(hub.session_factory) as session:
-        [item] = retention.shred(
-            session, policy=hub.policy, now=night, topic=hub.settings.topic_events
-        )
+    [item] = _shred(hub, night)
     assert (item.referral_id, item.erase_person) == (first["id"], False)  # the second is open
     _complete(client, amt, second["id"])
-    with unit_of_work(hub.session_factory) as session:
-        [item] = retention.shred(
-            session,
-            policy=hub.policy,
-            now=utcnow() + timedelta(days=731),
-            topic=hub.settings.topic_events,
-        )
+    [item] = _shred(hub, utcnow() + timedelta(days=731))
     assert (item.referral_id, item.erase_person) == (second["id"], True)
     assert _erasures(hub, first["person_id"]) == 1
 
@@ -143,12 +131,6 @@ def test_a_person_erased_on_request_is_not_erased_again_by_retention(
             by="cli:erase",
             topic=hub.settings.topic_events,
         )
-    with unit_of_work(hub.session_factory) as session:
-        [item] = retention.shred(
-            session,
-            policy=hub.policy,
-            now=utcnow() + timedelta(days=731),
-            topic=hub.settings.topic_events,
-        )
+    [item] = _shred(hub, utcnow() + timedelta(days=731))
     assert (item.referral_id, item.erase_person) == (done["id"], False)
     assert _erasures(hub, done["person_id"]) == 1
