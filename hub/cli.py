@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from hub import logs, runtime
+from hub.audit.commands import audit
 from hub.bootstrap import Hub, bootstrap, kafka_probe
 from hub.db import unit_of_work
 from hub.errors import HubError
@@ -70,6 +71,7 @@ def up() -> None:
             runtime.start_thread(r.name, r.run, stop) for r in registry.build_delivery_runners(hub)
         ]
         threads.append(runtime.start_deadline_scheduler(hub, stop))
+        threads.append(runtime.start_sequencer(hub, stop))
         app = create_app(hub, kafka_check=kafka_probe(hub))
         click.echo(
             f"Talent Hub läuft / is running: http://{settings.http_host}:{settings.http_port}"
@@ -137,12 +139,12 @@ def gateway() -> None:
 
 @main.command()
 def relay() -> None:
-    """Run only the outbox relay."""
+    """Run the outbox relay and the audit log's sequencer."""
     hub = bootstrap(_needs_kafka(_settings()))
     _observe(hub, "relay")
 
     def run(stop: threading.Event) -> None:
-        threads = runtime.start_relay(hub, stop)
+        threads = [*runtime.start_relay(hub, stop), runtime.start_sequencer(hub, stop)]
         while any(t.is_alive() for t in threads):
             stop.wait(0.5)
         for thread in threads:
@@ -426,42 +428,7 @@ def deadletters_replay(letter_id: str | None, partner: str | None) -> None:
             click.echo(f"not replayed {letter.id}: {exc.detail}", err=True)
 
 
-@main.group()
-def audit() -> None:
-    """Verify and read the hash-chained audit trail."""
-
-
-@audit.command("verify")
-def audit_verify() -> None:
-    """Check every record's hash and link; exit 1 and name each altered or missing row."""
-    from hub.audit.service import verify
-
-    hub = bootstrap(_settings())
-    with hub.session_factory() as session:
-        report = verify(session)
-    if report.ok:
-        click.echo(f"audit trail intact: {report.checked} records")
-        return
-    for problem in report.problems:
-        click.echo(problem)
-    click.echo(
-        f"audit trail NOT intact: {len(report.problems)} problems in {report.checked} records",
-        err=True,
-    )
-    sys.exit(1)
-
-
-@audit.command("show")
-@click.option("--person", help="Only records about this person (pseudonym).")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
-def audit_show(person: str | None, limit: int) -> None:
-    """Print the newest audit records as JSON lines, oldest first."""
-    from hub.audit.service import list_records
-
-    hub = bootstrap(_settings())
-    with hub.session_factory() as session:
-        for entry in list_records(session, person_id=person, limit=limit):
-            click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+main.add_command(audit)
 
 
 @main.group()

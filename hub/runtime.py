@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import migrate
+from hub.audit.sequencer import Sequencer
 from hub.bootstrap import Hub
 from hub.db import unit_of_work
 from hub.kafka.client import broker_state, ensure_topics, make_producer
@@ -89,6 +90,7 @@ def topic_plan(hub: Hub) -> dict[str, int]:
     with hub.session_factory() as session:
         partners = partner_ids(session)
     plan = {s.topic_events: s.events_partitions, s.topic_deadletter: 1}
+    plan[s.topic_audit_checkpoints] = 1  # one partition: checkpoints stay in order
     plan.update({s.deliveries_topic(p): s.deliveries_partitions for p in partners})
     return plan
 
@@ -98,8 +100,13 @@ def build_relay(hub: Hub) -> Relay:
     s = hub.settings
 
     def ensure(topics: set[str]) -> None:
+        one = {s.topic_deadletter, s.topic_audit_checkpoints}
         counts = {
-            t: s.events_partitions if t == s.topic_events else s.deliveries_partitions
+            t: s.events_partitions
+            if t == s.topic_events
+            else 1
+            if t in one
+            else s.deliveries_partitions
             for t in topics
         }
         ensure_topics(hub.bootstrap_servers, counts)
@@ -130,6 +137,23 @@ def start_relay(hub: Hub, stop: threading.Event) -> list[threading.Thread]:
             start_thread("relay-listen", lambda s: listen(url, hub.outbox_written, s), stop)
         )
     return threads
+
+
+def build_sequencer(hub: Hub) -> Sequencer:
+    """The audit log's sequencer, publishing checkpoints to Kafka and, if set, to a file."""
+    s = hub.settings
+    return Sequencer(
+        session_factory=hub.session_factory,
+        origin=s.audit_origin,
+        interval=s.audit_checkpoint_seconds,
+        topic=s.topic_audit_checkpoints,
+        checkpoint_file=s.audit_checkpoint_file,
+    )
+
+
+def start_sequencer(hub: Hub, stop: threading.Event) -> threading.Thread:
+    """The sequencer thread; on PostgreSQL any number may run, one leads each batch."""
+    return start_thread("audit-sequencer", build_sequencer(hub).run, stop)
 
 
 def start_deadline_scheduler(hub: Hub, stop: threading.Event) -> threading.Thread:

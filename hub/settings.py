@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     housekeeping_keep_days: int = Field(
         120, ge=91, description="Days published outbox rows and dedup marks are kept."
     )
+    audit_origin: str = Field(
+        "talent-hub.duisburg.de/audit",
+        pattern=r"^[^\s+]+$",
+        description="The audit log's name in its signed checkpoints (and its key's name).",
+    )
+    audit_checkpoint_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often the sequencer signs a checkpoint over new leaves."
+    )
+    audit_checkpoint_file: Path | None = Field(
+        None, description="Append every signed checkpoint here too (kept apart from the database)."
+    )
+    topic_audit_checkpoints: str = "hub.audit.checkpoints.v1"
 
     master_keys: dict[str, str] = Field(
         default_factory=dict,

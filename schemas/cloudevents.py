@@ -27,6 +27,7 @@ class EventType:
     CONSENT_GRANTED = TYPE_PREFIX + "consent.granted.v1"
     CONSENT_WITHDRAWN = TYPE_PREFIX + "consent.withdrawn.v1"
     PERSON_ERASED = TYPE_PREFIX + "person.erased.v1"
+    AUDIT_CHECKPOINT_SIGNED = TYPE_PREFIX + "audit.checkpoint-signed.v1"
 
 
 class CloudEventAttributes(BaseModel):

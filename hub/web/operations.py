@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from connectors.egress import EgressPolicy
 from hub.audit.models import AuditRecord
-from hub.audit.service import VerifyReport, verify
+from hub.audit.verify import VerifyReport, verify
 from hub.auth.scopes import SCOPES
 from hub.db import unit_of_work, utcnow
 from hub.deadletters import service as deadletters
@@ -210,10 +210,11 @@ add_words(
             "Auch das Ansehen des Protokolls wird protokolliert.",
             "Viewing the audit trail is recorded too.",
         ),
-        "ops.verify": ("Kette prüfen", "Verify chain"),
+        "ops.verify": ("Protokoll prüfen", "Verify the log"),
         "ops.verify.ok": (
-            "Protokoll unverändert: {checked} Einträge geprüft.",
-            "Audit trail intact: {checked} records checked.",
+            "Protokoll unverändert: {checked} Einträge gegen {checkpoints} signierte "
+            "Prüfpunkte geprüft.",
+            "Audit log intact: {checked} records checked against {checkpoints} signed checkpoints.",
         ),
         "ops.verify.bad": (
             "Protokoll NICHT unverändert: {problems} Probleme in {checked} Einträgen.",

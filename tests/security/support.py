@@ -29,7 +29,7 @@ from tests.hubtest import STUDENT_REFERRAL, Partners
 PROBLEM_JSON = "application/problem+json"
 ALL_SCOPES = " ".join(SCOPES)
 #: Tables a refused request may write to: the audit trail records every denial on purpose.
-AUDIT_TABLES = frozenset({"audit_log", "audit_head"})
+AUDIT_TABLES = frozenset({"audit_log", "audit_checkpoints", "audit_keys"})
 
 #: Settings that lift the per-partner and per-address rate limits (where the hub has them):
 #: a suite that sends hundreds of refused requests in a second tests the refusals, not the

@@ -25,6 +25,7 @@ from hub.web.accounts import Staff
 from hub.web.pages import LANG_COOKIE, SESSION_COOKIE, check_csrf, current_staff, posting, require
 from tests.hubtest import Partners
 from tests.security.support import (
+    AUDIT_TABLES,
     app_routes,
     assert_problem,
     bearer,
@@ -264,7 +265,7 @@ def test_staff_routes_need_a_session_and_forms_the_csrf_token(hub: Hub) -> None:
             if (verb, r.path) not in PUBLIC
         ]
         token = _staff_session(hub, "admin")
-        before = snapshot(hub, skip=frozenset({"audit_log", "audit_head", "staff_sessions"}))
+        before = snapshot(hub, skip=AUDIT_TABLES | {"staff_sessions"})
         failures = []
         for verb, template in routes:
             path = template
@@ -286,5 +287,5 @@ def test_staff_routes_need_a_session_and_forms_the_csrf_token(hub: Hub) -> None:
                     failures.append(f"{verb} {path} without CSRF token: {forged.status_code}")
         assert failures == []
         assert len(routes) >= 20
-        after = snapshot(hub, skip=frozenset({"audit_log", "audit_head", "staff_sessions"}))
+        after = snapshot(hub, skip=AUDIT_TABLES | {"staff_sessions"})
         assert changes(before, after) == {}
