@@ -51,6 +51,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
             group_id=f"hub.{name}",
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             client_id=f"{settings.kafka_client_id}.{name}",
             listener=listener,
         )
@@ -114,6 +115,7 @@ def _delivery_runner(
             group_id=f"hub.delivery.{partner_id}",
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             client_id=f"{settings.kafka_client_id}.delivery.{partner_id}",
             listener=listener,
         )

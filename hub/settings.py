@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     seed_partners: bool = True
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+    # The embedded broker answers a fetch only when this runs out, so every consumer hop
+    # costs about this much; each idle consumer fetches once per wait (CPU in docs/operations).
+    kafka_fetch_max_wait_ms: int = Field(
+        10, ge=1, le=500, description="Longest a consumer's fetch waits at the broker for records."
+    )
 
     @field_validator("master_keys", "digest_recipients", mode="before")
     @classmethod

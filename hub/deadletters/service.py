@@ -61,6 +61,7 @@ def read_all(bootstrap: str, settings: Settings) -> list[DeadLetter]:
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         client_id=f"{settings.kafka_client_id}.deadletters",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
     try:
         parts = consumer.partitions_for_topic(settings.topic_deadletter) or set()

@@ -119,9 +119,15 @@ def make_consumer(
     session_timeout_ms: int = 6000,
     client_id: str = "talent-hub",
     listener: ConsumerRebalanceListener | None = None,
+    fetch_max_wait_ms: int = 10,
     **overrides: Any,
 ) -> KafkaConsumer:
-    """Build a manually committing group consumer subscribed to the given topics."""
+    """Build a manually committing group consumer subscribed to the given topics.
+
+    ``fetch_max_wait_ms`` is the hub's ``kafka_fetch_max_wait_ms``: the embedded broker
+    answers a fetch only when that wait runs out, even with records waiting, so it is the
+    least a record spends between produce and poll (kafka-python's 500 ms costs each hop
+    about 150 ms at the median); a real Kafka answers as soon as a record arrives."""
     # The embedded broker's group join waits about half the session timeout, so keep it short.
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers,
@@ -132,6 +138,7 @@ def make_consumer(
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
         "max_poll_records": 500,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
         # Fresh metadata every 10 s: a re-created topic (new topic id) is noticed soon even
         # when nothing failed (hub.kafka.resets), and so are new partitions.
         "metadata_max_age_ms": 10_000,
