@@ -13,6 +13,7 @@ from hub import health, telemetry
 from hub.api import problems, throttle
 from hub.api.limits import BodyLimit, JsonLimit
 from hub.api.ratelimit import Limits
+from hub.audit import routes as audit_routes
 from hub.auth import routes as auth_routes
 from hub.auth.keys import SigningKeys
 from hub.auth.tokens import JWKS_FETCH_TIMEOUT_SECONDS, build_token_validator
@@ -71,6 +72,7 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
         inbox_routes,
         timeline_routes,
         health,
+        audit_routes,
     ):
         app.include_router(module.router)
     web.install(app)

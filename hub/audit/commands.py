@@ -125,12 +125,20 @@ def audit_rotate_key() -> None:
 
 @audit.command("sequence")
 @click.option("--once", is_flag=True, help="Sequence what waits now, then stop.")
-def audit_sequence(once: bool) -> None:
+@click.option(
+    "--batch-size",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most records numbered under one checkpoint.",
+)
+def audit_sequence(once: bool, batch_size: int) -> None:
     """Run the sequencer: number committed records and sign checkpoints (one leader)."""
     from hub import cli, runtime
 
     hub = _hub()
     sequencer = runtime.build_sequencer(hub)
+    sequencer.batch_size = batch_size
     if not once:
         cli._run_until_signal(sequencer.run)
         return

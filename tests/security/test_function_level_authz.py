@@ -53,6 +53,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/oauth/token"): "the token endpoint: clients authenticate in the request itself",
     ("GET", "/.well-known/oauth-authorization-server"): "RFC 8414 metadata is public by design",
     ("GET", "/.well-known/jwks.json"): "the public keys that verify our tokens (RFC 7517)",
+    ("GET", "/audit/v1/checkpoint"): "the audit log's newest signed tree head: sizes and hashes",
+    ("GET", "/audit/v1/keys"): "the audit log's public verifier keys",
     ("GET", "/health"): "monitoring: tells only ok / down per dependency, nothing else",
     ("GET", "/health/ready"): "readiness probe: ok / down of the database, nothing else",
     ("GET", "/health/live"): "liveness probe: a constant answer",

@@ -221,8 +221,9 @@ def code_topic_plan(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict
     monkeypatch.setattr(runtime, "partner_ids", lambda session, **_: partners)
     fake_hub = SimpleNamespace(settings=settings, session_factory=contextlib.nullcontext)
     plan = runtime.topic_plan(fake_hub)  # type: ignore[arg-type]
-    # The names the issue asks for, from the settings themselves.
+    # The names the settings give.
     expected_names = {settings.topic_events, settings.topic_deadletter}
+    expected_names.add(settings.topic_audit_checkpoints)
     expected_names |= {settings.deliveries_topic(p) for p in partners}
     assert set(plan) == expected_names
     assert plan[settings.topic_events] == settings.events_partitions
