@@ -476,7 +476,8 @@ def keys_list() -> None:
 @keys.command("rewrap")
 @click.option("--to", "to_kid", required=True, help="A configured master key id (HUB_MASTER_KEYS).")
 def keys_rewrap(to_kid: str) -> None:
-    """Re-wrap every data key under master key KID; print the count."""
+    """Re-wrap every data key and audit signing key under master key KID; print the count."""
+    from hub.audit.keys import rewrap
     from hub.privacy.keystore import DbKeyStore, master_keys_from
 
     settings = _settings()
@@ -485,12 +486,14 @@ def keys_rewrap(to_kid: str) -> None:
         master_keys, current = master_keys_from(settings)
         with unit_of_work(hub.session_factory) as session:
             count = DbKeyStore(session, master_keys, current).rewrap_all(to_kid)
+            audit_keys = rewrap(session, to_kid)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(count)
     # Keys minted meanwhile by a process still on the old current key would be missed.
     click.echo(
-        f"data keys re-wrapped under {to_kid}; once every process runs with "
+        f"data keys and {audit_keys} audit signing keys re-wrapped under {to_kid}; once every "
+        f"process runs with "
         f"HUB_MASTER_KEY_ID={to_kid}, re-run this, then remove the old master keys",
         err=True,
     )

@@ -72,17 +72,17 @@ def create_key(session: Session, *, name: str) -> tuple[VerifierKey, Ed25519Priv
     return verifier, private
 
 
-def rewrap(session: Session) -> int:
-    """Wrap every audit key under the current master key; the number re-wrapped."""
-    keys, current_kid = session.info[MASTER_KEYS]
+def rewrap(session: Session, to_kid: str) -> int:
+    """Wrap every audit key under master key ``to_kid``; the number re-wrapped."""
+    keys, _ = session.info[MASTER_KEYS]
+    if to_kid not in keys:
+        raise ValueError(f"master key {to_kid!r} is not configured (HUB_MASTER_KEYS)")
     count = 0
-    for row in session.scalars(select(AuditKey).where(AuditKey.master_key_id != current_kid)):
+    for row in session.scalars(select(AuditKey).where(AuditKey.master_key_id != to_kid)):
         raw = _unwrap(session, row).private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         nonce = os.urandom(NONCE_BYTES)
-        row.wrapped_private_key = nonce + AESGCM(keys[current_kid]).encrypt(
-            nonce, raw, row.id.encode()
-        )
-        row.master_key_id = current_kid
+        row.wrapped_private_key = nonce + AESGCM(keys[to_kid]).encrypt(nonce, raw, row.id.encode())
+        row.master_key_id = to_kid
         count += 1
     return count
 

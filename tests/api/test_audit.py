@@ -8,8 +8,10 @@ rolled back to match, and a changed row with every later hash and the head recom
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -18,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import delete, func, select, update
 
-from hub.audit.keys import create_key, current_signer
+from hub.audit.keys import create_key, current_signer, rewrap
 from hub.audit.merkle import Frontier, leaf_hash
 from hub.audit.models import AuditCheckpoint, AuditKey, AuditRecord
 from hub.audit.note import Checkpoint
@@ -29,6 +32,7 @@ from hub.audit.service import leaf_bytes, list_records, record
 from hub.audit.verify import VerifyReport, verify
 from hub.bootstrap import Hub
 from hub.db import unit_of_work
+from hub.privacy.keystore import master_keys_from
 from tests.hubtest import make_hub
 
 ORIGIN = "talent-hub.duisburg.de/audit"
@@ -402,3 +406,28 @@ def test_the_commands_verify_prove_and_publish(tmp_path: Path) -> None:
     missing = _cli(env, "prove", "20")
     assert missing.returncode == 1
     assert "leaf 20 is not under the newest checkpoint (size 20)" in missing.stderr
+
+
+def test_the_signing_key_follows_a_master_key_rotation(database_url: str, tmp_path: Path) -> None:
+    """``hub keys rewrap --to NEW`` re-wraps the audit key too: with the old master key
+    removed, the sequencer still signs and the key never existed in clear in the database."""
+    old, new = (base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(2))
+    hub, _ = make_hub(database_url, tmp_path, master_keys={"k1": old, "k2": new},
+                      master_key_id="k1")  # fmt: skip
+    _log(hub, rounds=1)
+    with unit_of_work(hub.session_factory) as session:
+        assert rewrap(session, "k2") == 1
+        assert rewrap(session, "k2") == 0
+        with pytest.raises(ValueError, match="k9"):
+            rewrap(session, "k9")
+    hub.engine.dispose()
+    hub, _ = make_hub(database_url, tmp_path, master_keys={"k2": new}, master_key_id="k2")
+    _log(hub, rounds=1)
+    report = _verify(hub)
+    assert report.ok and report.checked == 20, report.problems
+    assert master_keys_from(hub.settings)[0] == {"k2": base64.b64decode(new)}
+    with hub.session_factory() as session:
+        wrapped = session.scalars(select(AuditKey.wrapped_private_key)).all()
+        private = current_signer(session, name=ORIGIN)[1]
+    raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    assert all(raw not in bytes(w) for w in wrapped)
