@@ -1,5 +1,10 @@
 """Push delivery: one consumer per push-mode partner, posting routed events to its endpoint.
 
+A poll is settled as a whole. Its records are grouped by person (the Kafka key): different
+persons' events are pushed concurrently, one person's strictly in offset order, each after
+the one before it was settled. Then every outcome is recorded in one transaction, and the
+offsets are committed once, up to the first record not settled.
+
 Unlike the generic runner, a failure here is usually the partner's, not the record's:
 - transient (down, slow, 5xx, 429): the same record is retried with backoff for as long as
   it takes; the partner shows as paused; nothing is dead-lettered, nothing is skipped, and
@@ -8,8 +13,9 @@ Unlike the generic runner, a failure here is usually the partner's, not the reco
   record goes to the dead-letter topic and a ``delivery-failed`` event reaches the timeline;
 - delivered: recorded with the event id in the same transaction as ``referral.delivered``,
   so a repeat (re-delivery after a crash, a second replay) is skipped; the partner also
-  receives the event id as ``Idempotency-Key``.
-The HTTP call is made outside any database transaction.
+  receives the event id as ``Idempotency-Key``, which covers a crash between its answer and
+  our record.
+The HTTP calls are made outside any database transaction.
 """
 
 from __future__ import annotations
@@ -18,12 +24,18 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
+from kafka.structs import TopicPartition
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import ConnectorKind, Deliverer, MappingError, OutboundMessage
+from consumers.pause import Pause
 from consumers.runner import (
     POISON,
     Event,
@@ -37,6 +49,7 @@ from consumers.runner import (
 from hub import telemetry
 from hub.db import unit_of_work
 from hub.deliveries import service
+from hub.events.service import processed_among
 from hub.kafka.rejoins import StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.privacy.crypto import ERASED
@@ -45,11 +58,27 @@ from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 30.0
+#: Pushes in flight to one partner at a time (different persons); httpx pools as many.
+CONCURRENT_PUSHES = 16
+
+Outcome = Literal["delivered", "rejected", "done"]
+
+
+@dataclass
+class Item:
+    """One polled record and what became of it; ``outcome`` None: not settled yet."""
+
+    tp: TopicPartition
+    record: Any
+    event: Event | None = None
+    message: OutboundMessage | None = None
+    outcome: Outcome | None = None
+    reason: str = ""
+    status_code: int | None = None
 
 
 class DeliveryRunner:
-    """Delivers one partner's routed events, in order, to its endpoint."""
+    """Delivers one partner's routed events to its endpoint, each person's in order."""
 
     def __init__(
         self,
@@ -62,6 +91,7 @@ class DeliveryRunner:
         consumer_factory: Callable[[list[str], Any], Any],
         producer_factory: Callable[[], Any],
         initial_backoff: float = 0.5,
+        concurrency: int = CONCURRENT_PUSHES,
     ) -> None:
         self.partner_id = partner_id
         self.name = service.consumer_name(partner_id)
@@ -72,10 +102,12 @@ class DeliveryRunner:
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._producer: Any = None
-        self._initial_backoff = initial_backoff
+        self._concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._pause = Pause(initial_backoff)
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; offsets are committed after each record's outcome."""
+        """Deliver until ``stop`` is set; offsets are committed per poll, after its outcomes."""
         topics = [self._settings.deliveries_topic(self.partner_id)]
         resets = PartitionResetGuard(self.name)
         stalls = StalledJoinWatch(self.name)
@@ -84,100 +116,155 @@ class DeliveryRunner:
         try:
             lag = LagMeter(self.name)
             while not stop.is_set():
-                for tp, records in consumer.poll(timeout_ms=500).items():
-                    for record in records:
-                        if not self._handle(record, stop):
-                            break
-                        commit_offset(consumer, tp, record.offset + 1, consumer_name=self.name)
+                batch = consumer.poll(timeout_ms=500)
+                if batch:
+                    for tp, offset in self.settle(batch, stop).items():
+                        commit_offset(consumer, tp, offset, consumer_name=self.name)
                 resets.check(consumer)
                 stalls.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None  # a restarted run() gets a fresh one
             self._deliverer.close()
             if self._producer is not None:
                 self._producer.close(timeout=5)
             log.info("delivery.stopped", extra={"partner": self.partner_id})
 
-    def _handle(self, record: Any, stop: threading.Event) -> bool:
-        """Settle one record, in a consumer span continuing the producer's trace."""
-        with consume_span(record, group=self.name):
-            return self._handle_traced(record, stop)
+    def settle(
+        self, batch: dict[TopicPartition, list[Any]], stop: threading.Event
+    ) -> dict[TopicPartition, int]:
+        """Push and record one poll; per partition, the offset to commit (absent: none)."""
+        items = [Item(tp, record) for tp, records in batch.items() for record in records]
+        for item in items:
+            try:
+                item.event = decode(item.record)
+            except POISON as exc:
+                item.outcome, item.reason = "rejected", repr(exc)
+        if not until_database_answers(stop, lambda: self._prepare(items), name=self.name):
+            return {}
+        chains = by_person(i for i in items if i.outcome is None)
+        if self._pool is None:
+            name = f"push.{self.partner_id}"
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix=name)
+        pushing = [self._pool.submit(self._push_chain, c, stop) for c in chains]
+        for future in pushing:
+            future.result()
+        if not self._record(items, stop):
+            return {}
+        return offsets_to_commit(items)
 
-    def _handle_traced(self, record: Any, stop: threading.Event) -> bool:
-        """Settle one record; False only when stopping before it was settled."""
-        try:
-            event = decode(record)
-        except POISON as exc:
-            self._deadletter(record, repr(exc))
-            return True
-        prepared: list[OutboundMessage | None] = []
+    def _prepare(self, items: list[Item]) -> None:
+        """Skip what the partner has already; map the rest (reads only: safe to repeat)."""
+        events = [i for i in items if i.event is not None]
+        for item in events:
+            item.outcome, item.message, item.reason, item.status_code = None, None, "", None
+        with self._sessions() as session:
+            done = processed_among(
+                session, consumer=self.name, ids=[i.event.attrs.id for i in events if i.event]
+            )
+            for item in events:
+                assert item.event is not None
+                if item.event.attrs.id in done:
+                    item.outcome = "done"
+                    continue
+                done.add(item.event.attrs.id)  # a repeat within the poll goes out once
+                try:
+                    item.message = self._message(session, item.event)
+                except MappingError as exc:
+                    item.outcome = "rejected"
+                    item.reason = f"connector cannot map the event: {exc}"
+            session.commit()
 
-        def prepare() -> None:  # reads only: repeating it after a database outage is safe
-            prepared.clear()
-            with self._sessions() as session:
-                done = service.already_delivered(
-                    session, partner_id=self.partner_id, event_id=event.attrs.id
-                )
-            prepared.append(None if done else self._message(event))
+    def _push_chain(self, chain: list[Item], stop: threading.Event) -> None:
+        """One person's events in order; stop at the first that could not be settled."""
+        for item in chain:
+            with consume_span(item.record, group=self.name):
+                self._push(item, stop)
+            if item.outcome is None:
+                return
 
-        try:
-            if not until_database_answers(stop, prepare, name=self.name):
-                return False
-        except MappingError as exc:
-            return self._reject(record, event, f"connector cannot map the event: {exc}", None, stop)
-        message = prepared[0]
-        if message is None:
-            return True
-        return self._deliver(record, event, message, stop)
-
-    def _deliver(
-        self, record: Any, event: Event, message: OutboundMessage, stop: threading.Event
-    ) -> bool:
-        backoff = self._initial_backoff
+    def _push(self, item: Item, stop: threading.Event) -> None:
+        """Push one message until the partner takes or refuses it (or we stop)."""
+        assert item.message is not None and item.event is not None
+        pause = self._pause
         while not stop.is_set():
-            result = self._deliverer.deliver(message)
+            pause.wait(stop)
+            if stop.is_set():
+                return
+            result = self._deliverer.deliver(item.message)
             if result.outcome == "delivered":
-                _observe_latency(self.partner_id, event)
+                pause.succeeded()
+                _observe_latency(self.partner_id, item.event)
+                item.outcome = "delivered"
+                return
+            if result.outcome == "permanent":
+                item.outcome, item.reason = "rejected", result.reason
+                item.status_code = result.status_code
+                return
+            telemetry.metrics().delivery_retries.add(1, {"partner": self.partner_id})
+            wait = pause.failed(result.retry_after)
+            if wait is None:  # another push already reported this outage
+                continue
+            log.warning(
+                "delivery.partner_unavailable",
+                extra={"partner": self.partner_id, "reason": result.reason, "retry_in": wait},
+            )
+            until_database_answers(stop, partial(self._unavailable, result.reason), name=self.name)
 
-                def delivered() -> None:
-                    with unit_of_work(self._sessions) as session:
+    def _unavailable(self, reason: str) -> None:
+        """Show the partner as paused."""
+        try:
+            with unit_of_work(self._sessions) as session:
+                service.record_unavailable(session, partner_id=self.partner_id, reason=reason)
+        except IntegrityError:  # another push's pause created the state row meanwhile
+            with unit_of_work(self._sessions) as session:
+                service.record_unavailable(session, partner_id=self.partner_id, reason=reason)
+
+    def _record(self, items: list[Item], stop: threading.Event) -> bool:
+        """Dead-letter the refused, then record every outcome in one transaction."""
+        for item in items:
+            if item.outcome == "rejected":
+                self._deadletter(item.record, item.reason)
+
+        def record() -> None:
+            with unit_of_work(self._sessions) as session:
+                for item in items:
+                    if item.event is None or item.outcome not in ("delivered", "rejected"):
+                        continue
+                    attrs, data = item.event.attrs, item.event.data
+                    if item.outcome == "delivered":
                         service.record_delivered(
                             session,
                             partner_id=self.partner_id,
-                            attrs=event.attrs,
-                            data=event.data,
+                            attrs=attrs,
+                            data=data,
+                            settings=self._settings,
+                        )
+                    else:
+                        service.record_rejected(
+                            session,
+                            partner_id=self.partner_id,
+                            attrs=attrs,
+                            data=data,
+                            reason=item.reason,
+                            status_code=item.status_code,
                             settings=self._settings,
                         )
 
-                # The partner has it: wait out a database outage rather than deliver again.
-                return until_database_answers(stop, delivered, name=self.name)
-            if result.outcome == "permanent":
-                return self._reject(record, event, result.reason, result.status_code, stop)
-            log.warning(
-                "delivery.partner_unavailable",
-                extra={
-                    "partner": self.partner_id,
-                    "reason": result.reason,
-                    "retry_in": result.retry_after or backoff,
-                },
-            )
-            telemetry.metrics().delivery_retries.add(1, {"partner": self.partner_id})
-
-            def unavailable(reason: str = result.reason) -> None:
-                with unit_of_work(self._sessions) as session:
-                    service.record_unavailable(session, partner_id=self.partner_id, reason=reason)
-
-            if not until_database_answers(stop, unavailable, name=self.name):
+        if stop.is_set():  # stopping in an outage: keep what the partner took, if we can
+            try:
+                record()
+            except OperationalError:
                 return False
-            stop.wait(min(result.retry_after or backoff, MAX_BACKOFF_SECONDS))
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        return False
+            return True
+        # The partner has them: wait out a database outage rather than deliver again.
+        return until_database_answers(stop, record, name=self.name)
 
-    def _message(self, event: Event) -> OutboundMessage:
-        with self._sessions() as session:
-            data = open_event(session, str(event.data.get("person_id")), event.data)
-            session.commit()
+    def _message(self, session: Session, event: Event) -> OutboundMessage:
+        data = open_event(session, str(event.data.get("person_id")), event.data)
         if ERASED in json.dumps(data, ensure_ascii=False):
             raise MappingError("person", "the person's data was erased")
         native = self._connector.outbound.to_native(event.attrs.type, data)
@@ -187,31 +274,6 @@ class DeliveryRunner:
             referral_id=event.attrs.subject,
             body=json.dumps(native).encode(),
         )
-
-    def _reject(
-        self,
-        record: Any,
-        event: Event,
-        reason: str,
-        status_code: int | None,
-        stop: threading.Event,
-    ) -> bool:
-        """Dead-letter the record and record the rejection; False only when stopping first."""
-        self._deadletter(record, reason)
-
-        def rejected() -> None:
-            with unit_of_work(self._sessions) as session:
-                service.record_rejected(
-                    session,
-                    partner_id=self.partner_id,
-                    attrs=event.attrs,
-                    data=event.data,
-                    reason=reason,
-                    status_code=status_code,
-                    settings=self._settings,
-                )
-
-        return until_database_answers(stop, rejected, name=self.name)
 
     def _deadletter(self, record: Any, reason: str) -> None:
         if self._producer is None:
@@ -224,6 +286,30 @@ class DeliveryRunner:
             attempts=1,
             consumer=self.name,
         )
+
+
+def by_person(items: Any) -> list[list[Item]]:
+    """Items grouped by person (the record key), each group in poll (offset) order."""
+    chains: dict[Any, list[Item]] = {}
+    for item in items:
+        assert item.event is not None
+        key = item.record.key or item.event.attrs.partitionkey or item.event.data.get("person_id")
+        chains.setdefault(key, []).append(item)
+    return list(chains.values())
+
+
+def offsets_to_commit(items: list[Item]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last record settled with all before it."""
+    offsets: dict[TopicPartition, int] = {}
+    blocked: set[TopicPartition] = set()
+    for item in items:  # a partition's records are in offset order
+        if item.tp in blocked:
+            continue
+        if item.outcome is None:
+            blocked.add(item.tp)
+        else:
+            offsets[item.tp] = int(item.record.offset) + 1
+    return offsets
 
 
 def _observe_latency(partner_id: str, event: Event) -> None:

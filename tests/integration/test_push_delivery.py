@@ -223,3 +223,32 @@ def test_rejected_message_is_dead_lettered_shown_and_replayed_once(
         [delivery] = [d for d in jobcenter.received().values() if d.referral_id == rid]
         assert delivery.received_count == 1
         assert len(dead_letters()) == 1
+
+
+def test_a_slow_partner_gets_several_persons_at_once_and_each_persons_events_in_order(
+    running: Running, sims: dict[str, Sim]
+) -> None:
+    amt = sims["amt"]
+    delay, persons, each = 1.0, 6, 2
+    httpx.post(f"{amt.server.url}/_sim/mode", json={"mode": "slow", "delay": delay})
+    requester, body = REFERRALS["amt"]
+    created: dict[str, list[str]] = {}
+    started = time.monotonic()
+    with api_client(running.hub) as client:
+        headers = running.partners.headers(client, requester)
+        for _ in range(each):
+            for n in range(persons):
+                reference = f"ES0999{n:05d}"
+                person = {**body["person"], "partner_reference": reference}
+                r = client.post("/v1/referrals", json={**body, "person": person}, headers=headers)
+                assert r.status_code == 202, r.text
+                created.setdefault(reference, []).append(r.json()["id"])
+    everything = {rid for ids in created.values() for rid in ids}
+    wait_for(lambda: everything <= set(delivered_referrals(amt)), timeout=60)
+    took = time.monotonic() - started
+    one_by_one = persons * each * delay
+    assert took < one_by_one * 2 / 3, f"{took:.1f} s: one at a time would take {one_by_one} s"
+    arrived = delivered_referrals(amt)
+    for reference, ids in created.items():
+        assert [r for r in arrived if r in ids] == ids, f"{reference}: in the order made"
+    assert all(d.received_count == 1 for d in amt.received().values())
