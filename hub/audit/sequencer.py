@@ -107,6 +107,10 @@ def sequence_once(
         session.flush()  # the size is taken here, or refused: nothing is signed yet
     except IntegrityError as exc:
         raise LostRace(f"a checkpoint of size {checkpoint.size} exists") from exc
+    if latest is not None:
+        # Only the newest checkpoint's frontier is ever read again; a frontier is up to 64
+        # hashes, which at one checkpoint every few seconds would outgrow everything else.
+        latest.frontier = []
     verifier, private = current_signer(session, name=origin)
     stored.note = checkpoint.sign(origin, private)
     stored.key_id = verifier.text()

@@ -121,7 +121,9 @@ def _database_checkpoints(
         if checkpoint.size != size:
             problems.append(f"checkpoint {size}: its signed note says size {checkpoint.size}")
             continue
-        found.append(_Signed(DATABASE, checkpoint, frontier))
+        # The sequencer keeps a frontier with the newest checkpoint only.
+        kept = frontier if frontier or size == upto else None
+        found.append(_Signed(DATABASE, checkpoint, kept))
     return found
 
 

@@ -123,6 +123,23 @@ def _rewrite_history(hub: Hub, *, new_key: bool = False) -> None:
             )
 
 
+def _roll_back_to(hub: Hub, size: int) -> None:
+    """Cut the log at ``size`` leaves and make the database agree: checkpoints above it go,
+    and the one at ``size`` gets its frontier back, as the sequencer would have left it."""
+    with hub.engine.begin() as conn:
+        conn.execute(delete(AuditRecord).where(AuditRecord.leaf_index >= size))
+        conn.execute(delete(AuditCheckpoint).where(AuditCheckpoint.tree_size > size))
+        hashes = conn.scalars(select(AuditRecord.leaf_hash).order_by(AuditRecord.leaf_index)).all()
+        frontier = Frontier()
+        for hashed in hashes:
+            frontier.append(bytes.fromhex(hashed))
+        conn.execute(
+            update(AuditCheckpoint)
+            .where(AuditCheckpoint.tree_size == size)
+            .values(frontier=frontier.to_hex())
+        )
+
+
 def _now() -> Any:
     from hub.db import utcnow
 
@@ -202,9 +219,7 @@ def test_a_truncated_tail_with_the_checkpoints_rolled_back_is_caught_by_the_outs
     hub = hub_and_partners[0]
     outside = tmp_path / "checkpoints.jsonl"
     _log(hub, outside)
-    with hub.engine.begin() as conn:
-        conn.execute(delete(AuditRecord).where(AuditRecord.leaf_index >= 40))
-        conn.execute(delete(AuditCheckpoint).where(AuditCheckpoint.tree_size > 40))
+    _roll_back_to(hub, 40)
     # The database alone agrees with itself: this is what an outside copy is for.
     assert _verify(hub).ok
     first = _first(_verify(hub, outside))
@@ -217,9 +232,7 @@ def test_a_truncated_tail_then_new_appends_is_caught_by_the_outside_copy(
     hub = hub_and_partners[0]
     outside = tmp_path / "checkpoints.jsonl"
     _log(hub, outside)
-    with hub.engine.begin() as conn:
-        conn.execute(delete(AuditRecord).where(AuditRecord.leaf_index >= 40))
-        conn.execute(delete(AuditCheckpoint).where(AuditCheckpoint.tree_size > 40))
+    _roll_back_to(hub, 40)
     _log(hub, rounds=1)  # the log grows to 50 again, with other leaves: not in the file
     assert _verify(hub).ok
     first = _first(_verify(hub, outside))
