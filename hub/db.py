@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -59,7 +62,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # writers take the lock up front instead of failing on upgrade (SQLITE_BUSY).
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    # No pre-ping: it costs a round trip per checkout. A connection the server closed is
+    # recognised by its readable socket instead, and pool_recycle retires connections before
+    # a firewall or proxy drops them silently (idle timeouts are typically an hour or more).
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800, **kwargs)
+    event.listen(engine, "checkout", _refuse_closed_by_server)
+    return engine
+
+
+def _refuse_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    # An idle connection has nothing to read. If its socket is readable, the server has sent
+    # its farewell (restart, pg_terminate_backend, idle_session_timeout) and closed it: the
+    # pool replaces it before the request's first statement fails on it. A poll with no
+    # timeout is a system call, not a round trip.
+    if getattr(dbapi_conn, "closed", False) or getattr(dbapi_conn, "broken", False):
+        raise DisconnectionError("connection closed")
+    poller = select.poll()
+    poller.register(dbapi_conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("connection closed by the server")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -78,6 +99,28 @@ def make_session_factory(
 ) -> sessionmaker[Session]:
     """Sessions that never expire on commit (services return loaded objects)."""
     return sessionmaker(engine, expire_on_commit=False, info=info or {})
+
+
+def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT one row unless it collides with a unique key: True if this call inserted it.
+
+    ``INSERT … ON CONFLICT DO NOTHING``: one statement, no savepoint, and a concurrent
+    transaction inserting the same key makes it wait for that one's outcome instead of failing.
+    Runs at once (Core, no autoflush of the session's pending objects).
+    """
+    table = table_of(model)  # the table, not the entity: no ORM bulk path
+    stmt: postgresql.Insert | sqlite.Insert
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    # RETURNING rather than rowcount: the driver reports -1 for inserts it returns rows of.
+    return session.execute(stmt.returning(*table.primary_key.columns)).first() is not None
+
+
+def table_of(model: type[Base]) -> Table:
+    """The table of a mapped class, for Core statements that skip the ORM's bookkeeping."""
+    return cast(Table, model.__table__)
 
 
 @contextmanager
