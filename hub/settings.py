@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         10, ge=1, le=500, description="Longest a consumer's fetch waits at the broker for records."
     )
+    auth_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="How long a gateway trusts a cached token check without change notices.",
+    )
 
     @field_validator("master_keys", "digest_recipients", mode="before")
     @classmethod

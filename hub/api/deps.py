@@ -14,6 +14,7 @@ from hub.auth.deps import require_scope
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
+from hub.partners.service import active_partner
 from hub.policy.model import Policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
@@ -64,9 +65,9 @@ def audit_call(session: Session, request: Request, partner_id: str) -> None:
 
 
 def partner_of(session: Session, principal: Principal) -> Partner:
-    """The active partner a validated token speaks for."""
-    partner = session.get(Partner, principal.partner_id)
-    if partner is None or not partner.active:
+    """The active partner a validated token speaks for (from the gateway's cache, no query)."""
+    partner = active_partner(session, principal.partner_id)
+    if partner is None:
         raise Unauthenticated("the token's partner is not active", error="invalid_token")
     return partner
 

@@ -32,11 +32,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key, RSAKey
 from joserfc.jws import JWSRegistry
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.auth.models import UsedDPoPProof
-from hub.db import unit_of_work
+from hub.db import insert_if_absent, unit_of_work
 from hub.errors import HubError, Unauthenticated
 from hub.settings import Settings
 
@@ -363,17 +362,14 @@ class DPoP:
         """Record the proof's jti; raise ProofRejected if it was seen in its window."""
         self._purge(session, now)
         until = proof.iat + self._settings.dpop_proof_max_age_seconds
-        row = UsedDPoPProof(
-            key=hashlib.sha256(f"{proof.jkt}\0{proof.jti}".encode()).hexdigest(),
-            expires_at=datetime.fromtimestamp(until + self._settings.clock_skew_seconds, UTC),
-        )
-        if session.get(UsedDPoPProof, row.key) is not None:
+        row = {
+            "key": hashlib.sha256(f"{proof.jkt}\0{proof.jti}".encode()).hexdigest(),
+            "expires_at": datetime.fromtimestamp(until + self._settings.clock_skew_seconds, UTC),
+        }
+        # One statement per proof, on every request: a concurrent request with the same proof
+        # waits for ours and then finds the row (PostgreSQL), or runs after it (SQLite).
+        if not insert_if_absent(session, UsedDPoPProof, row):
             raise ProofRejected("DPoP proof replayed")
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError as exc:  # a concurrent request used the same proof first
-            raise ProofRejected("DPoP proof replayed") from exc
 
     def _purge(self, session: Session, now: float) -> None:
         # At most once a minute per process: the table stays small without a delete per call.

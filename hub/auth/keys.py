@@ -21,6 +21,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
+from hub.auth import cache as auth_cache
 from hub.auth.models import SigningKey
 from hub.db import utcnow
 from hub.errors import Conflict
@@ -122,6 +123,9 @@ def rotate(
         if key.retired_at is None or key.retired_at > retire_at:
             key.retired_at = retire_at
     new = _create(session, not_before, now)
+    if immediate:
+        # Gateways remember verified tokens: those of the retired keys must be checked again.
+        auth_cache.drop_after_commit(session, keys=True)
     return Rotation(new.kid, not_before, {k.kid: k.retired_at or retire_at for k in live})
 
 

@@ -18,9 +18,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.auth.cache import AuthCache
 from hub.auth.keys import ALG, SigningKeys
 from hub.errors import InsufficientScope, Unauthenticated
-from hub.partners.models import OAuthClient, Partner
+from hub.partners.models import OAuthClient
 from hub.settings import ExternalIssuer, Settings
 
 # RFC 9068 §4: the typ header keeps ID tokens and other JWTs from passing as access tokens.
@@ -157,8 +158,10 @@ class TokenValidator:
         http: httpx.Client | None = None,
         clock: Callable[[], float] = time.time,
         client_active: Callable[[str], bool] | None = None,
+        cache: AuthCache | None = None,
     ) -> None:
         self._skew = settings.clock_skew_seconds
+        self.cache = cache
         self._partner_active = partner_active
         # Our own tokens name one of our OAuth clients: a revoked client loses them at once.
         self._client_active = client_active
@@ -196,9 +199,27 @@ class TokenValidator:
         """Close the HTTP client if the validator created it."""
         if self._owns_http:
             self._http.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def validate(self, token: str) -> Principal:
-        """The Principal of a valid token; raises Unauthenticated naming the reason."""
+        """The Principal of a valid token; raises Unauthenticated naming the reason.
+
+        The partner and the client are checked on every call; with a cache, the signature and
+        claims only on a token's first use (and again once the cache let it go).
+        """
+        principal = self.cache.token(token) if self.cache is not None else None
+        if principal is None:
+            principal = self._verified(token)
+        if not self._partner_active(principal.partner_id):
+            raise invalid_token("token partner unknown or inactive")
+        client_active = self._client_active if principal.issuer == self._local.issuer else None
+        if client_active is not None and not client_active(principal.client_id):
+            raise invalid_token("token client revoked")
+        return principal
+
+    def _verified(self, token: str) -> Principal:
+        generation = self.cache.generation() if self.cache is not None else 0
         signed = _parse(token)
         header, claims = signed.headers(), _claims(signed)
         _check_type(header)
@@ -209,11 +230,11 @@ class TokenValidator:
         _verify(signed, trust, header)
         _check_claims(claims, trust.audience, self._clock(), self._skew)
         principal = _principal(claims, trust)
-        if not self._partner_active(principal.partner_id):
-            raise invalid_token("token partner unknown or inactive")
-        client_active = self._client_active if trust is self._local else None
-        if client_active is not None and not client_active(principal.client_id):
-            raise invalid_token("token client revoked")
+        if self.cache is not None:
+            # Until exp, not exp + skew: the cache never accepts what a fresh check would not.
+            exp = _number(claims, "exp")
+            key_age = LOCAL_MAX_AGE_SECONDS if trust is self._local else JWKS_MAX_AGE_SECONDS
+            self.cache.keep_token(token, principal, exp=exp, generation=generation, key_age=key_age)
         return principal
 
 
@@ -345,30 +366,39 @@ def build_token_validator(
     session_factory: sessionmaker[Session],
     signing_keys: SigningKeys,
     http: httpx.Client | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> TokenValidator:
-    """A validator reading our keys and partners from the database."""
+    """A validator reading our keys from the database, partners and clients through a cache."""
 
     def local_jwks() -> dict[str, Any]:
         with session_factory() as session:
             return signing_keys.public_jwks(session)
 
-    def partner_active(partner_id: str) -> bool:
-        with session_factory() as session:
-            partner = session.get(Partner, partner_id)
-            return partner is not None and partner.active
+    cache = AuthCache(
+        session_factory=session_factory,
+        unnotified_seconds=settings.auth_cache_seconds,
+        clock=clock,
+        # Looked up at call time, like the key caches' clock here, so one clock rules both.
+        monotonic=lambda: time.monotonic(),
+    )
+    cache.listen(_database_url(session_factory))
 
-    def client_active(client_id: str) -> bool:
-        # Read on every call, not cached: revoking a client ends its tokens at once. Clients
-        # are revoked, never deleted; a client id we do not know could only come from whoever
-        # holds our signing key, and this check would not stop them anyway.
-        with session_factory() as session:
-            client = session.get(OAuthClient, client_id)
-            return client is None or client.revoked_at is None
+    def partner_active(partner_id: str) -> bool:
+        partner = cache.partner(partner_id)
+        return partner is not None and partner.active
 
     return TokenValidator(
         settings=settings,
         local_jwks=local_jwks,
         partner_active=partner_active,
         http=http,
-        client_active=client_active,
+        clock=clock,
+        client_active=cache.client_active,
+        cache=cache,
     )
+
+
+def _database_url(session_factory: sessionmaker[Session]) -> str:
+    bind = session_factory.kw.get("bind")
+    url = getattr(bind, "url", None)
+    return url.render_as_string(hide_password=False) if url is not None else ""

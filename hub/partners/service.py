@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 
 from connectors.config import ConnectorConfig
 from connectors.egress import EgressPolicy, EgressRefused, check_url, system_resolver
+from hub.auth import cache as auth_cache
 from hub.auth.scopes import SCOPES
 from hub.auth.secrets import hash_secret, new_client_secret
-from hub.errors import Conflict, InvalidInput
+from hub.db import utcnow
+from hub.errors import Conflict, InvalidInput, NotFound
 from hub.partners.models import OAuthClient, Partner
 
 KINDS = ("authority", "university", "chamber", "jobcenter")
@@ -45,6 +47,8 @@ def register_partner(
     if session.get(Partner, partner_id) is not None:
         raise Conflict(f"partner {partner_id!r} is already registered")
     session.add(Partner(id=partner_id, name=name, kind=kind, dpop_required=dpop_required))
+    # A gateway may remember that this id was unknown (a token of an external issuer).
+    auth_cache.drop_after_commit(session, partners=[partner_id])
     return add_client(
         session, partner_id=partner_id, scopes=scopes, auth_method=auth_method, jwks=jwks
     )
@@ -56,7 +60,45 @@ def require_dpop(session: Session, *, partner_id: str, required: bool) -> Partne
     if partner is None:
         raise InvalidInput(f"no partner {partner_id!r}", field="id")
     partner.dpop_required = required
+    auth_cache.drop_after_commit(session, partners=[partner_id])
     return partner
+
+
+def deactivate_partner(session: Session, *, partner_id: str) -> Partner:
+    """Stop a partner: its tokens are refused and it gets no new ones."""
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound(f"no partner {partner_id}")
+    partner.active = False
+    auth_cache.drop_after_commit(session, partners=[partner_id])
+    return partner
+
+
+def revoke_client(session: Session, *, partner_id: str, client_id: str) -> OAuthClient:
+    """Revoke one set of a partner's credentials; the tokens issued to it stop working."""
+    client = session.get(OAuthClient, client_id)
+    if client is None or client.partner_id != partner_id:
+        raise NotFound(f"no client {client_id} of partner {partner_id}")
+    if client.revoked_at is not None:
+        raise Conflict(f"client {client_id} is already revoked")
+    client.revoked_at = utcnow()
+    auth_cache.drop_after_commit(session, clients=[client_id])
+    return client
+
+
+def active_partner(session: Session, partner_id: str) -> Partner | None:
+    """The partner if it is registered and active, else None.
+
+    In the partner API the session carries the gateway's cache: the partner then comes from
+    memory (kept current by change notices) and is merged into the session without a query.
+    """
+    cache = auth_cache.of(session)
+    if cache is None:
+        partner = session.get(Partner, partner_id)
+    else:
+        snapshot = cache.partner(partner_id, session)
+        partner = session.merge(snapshot, load=False) if snapshot is not None else None
+    return partner if partner is not None and partner.active else None
 
 
 def add_client(
@@ -141,6 +183,7 @@ def connect_partner(
         _check_urls(checked, egress)
     partner.connector = checked.model_dump(mode="json")
     partner.delivery_mode = checked.mode
+    auth_cache.drop_after_commit(session, partners=[partner_id])
     return partner
 
 

@@ -22,7 +22,7 @@ from connectors.egress import EgressPolicy
 from hub.audit.models import AuditRecord
 from hub.audit.verify import VerifyReport, verify
 from hub.auth.scopes import SCOPES
-from hub.db import unit_of_work, utcnow
+from hub.db import unit_of_work
 from hub.deadletters import service as deadletters
 from hub.deadletters.service import DeadLetter
 from hub.deliveries.models import DeliveryState
@@ -550,12 +550,7 @@ def revoke(
 ) -> Response:
     try:
         with unit_of_work(request.app.state.session_factory) as session:
-            client = session.get(OAuthClient, client_id)
-            if client is None or client.partner_id != partner_id:
-                raise NotFound(f"no client {client_id} of partner {partner_id}")
-            if client.revoked_at is not None:
-                raise Conflict(f"client {client_id} is already revoked")
-            client.revoked_at = utcnow()
+            partners.revoke_client(session, partner_id=partner_id, client_id=client_id)
             audit_staff(
                 session,
                 staff,

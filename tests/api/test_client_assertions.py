@@ -19,9 +19,9 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from hub.app import create_app
-from hub.db import unit_of_work, utcnow
+from hub.db import unit_of_work
 from hub.partners.models import OAuthClient
-from hub.partners.service import register_partner
+from hub.partners.service import register_partner, revoke_client
 from tests.hubtest import make_hub
 
 ISSUER = "https://hub.test"
@@ -274,7 +274,7 @@ def test_tokens_of_a_revoked_client_stop_working_at_once(http: TestClient, world
     with unit_of_work(world.hub.session_factory) as session:
         client = session.get(OAuthClient, world.client_id)
         assert client is not None
-        client.revoked_at = utcnow()
+        revoke_client(session, partner_id=client.partner_id, client_id=client.client_id)
     r = http.get("/v1/referrals", headers=headers)
     assert r.status_code == 401
     assert r.json()["detail"] == "token client revoked"

@@ -25,11 +25,12 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from hub.auth.cache import drop_after_commit
 from hub.auth.tokens import build_token_validator
 from hub.bootstrap import Hub
 from hub.db import unit_of_work, utcnow
 from hub.partners.models import OAuthClient, Partner
-from hub.partners.service import add_client
+from hub.partners.service import add_client, deactivate_partner
 from hub.settings import ExternalIssuer
 from tests.hubtest import Partners, api_client, make_hub
 from tests.security.support import (
@@ -169,12 +170,12 @@ class Env:
             partner.active = True
             for client in partner.clients:
                 client.revoked_at = None
+            clients = [c.client_id for c in partner.clients]
+            drop_after_commit(session, partners=["ude"], clients=clients)
 
     def deactivate_ude(self) -> str:
         with unit_of_work(self.hub.session_factory) as session:
-            partner = session.get(Partner, "ude")
-            assert partner is not None
-            partner.active = False
+            deactivate_partner(session, partner_id="ude")
         return self.real
 
 

@@ -28,6 +28,7 @@ from hub.auth.tokens import Principal, TokenValidator, build_token_validator
 from hub.db import Base, make_engine, make_session_factory, unit_of_work
 from hub.errors import HubError, InsufficientScope, Unauthenticated
 from hub.partners.models import OAuthClient, Partner
+from hub.partners.service import deactivate_partner
 from hub.settings import ExternalIssuer, Settings
 
 ISSUER = "https://hub.test"
@@ -276,8 +277,9 @@ def test_inactive_partner_loses_access_at_once(api: TestClient) -> None:
     form = {"grant_type": "client_credentials"}
     token = api.post("/oauth/token", data=form, auth=("c1", "s3cret")).json()["access_token"]
     factory = api.app.state.session_factory  # type: ignore[attr-defined]
+    assert api.get("/read", headers={"authorization": f"Bearer {token}"}).status_code == 200
     with unit_of_work(factory) as s:
-        s.get(Partner, "ude").active = False  # type: ignore[union-attr]
+        deactivate_partner(s, partner_id="ude")
     r = api.get("/read", headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert "partner" in r.json()["detail"]
