@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import func, insert
 from sqlalchemy.orm import Session
 
 from hub import telemetry
+from hub.db import table_of, utcnow
 from hub.kafka.cloudevents import to_headers
 from hub.outbox.models import OutboxEvent
 from schemas.cloudevents import CloudEventAttributes
@@ -56,12 +57,23 @@ def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
     ):
         traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
         row.headers = traced + telemetry.inject()
-    session.add(row)
     first = not session.info.get("outbox_written")
     session.info["outbox_written"] = True  # cleared at the end of the transaction
     if first and session.get_bind().dialect.name == "postgresql":
-        # Delivered at commit, so a relay in another process wakes at once, not on its poll.
-        # Once per transaction: a consumer staging a batch of rows needs one wake-up, and
-        # each NOTIFY is a round trip that also flushes the rows staged so far.
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        _insert_and_notify(session, row)
+    else:
+        session.add(row)
     return row
+
+
+def _insert_and_notify(session: Session, row: OutboxEvent) -> None:
+    # The first row of a transaction is written at once and carries the relay's wake-up in
+    # the same statement: NOTIFY is delivered at commit, so a relay in another process wakes
+    # at once instead of on its poll. Once per transaction: a consumer staging a batch needs
+    # one wake-up, and later rows go with the transaction's flush (in order, after this one).
+    row.created_at = row.created_at or utcnow()
+    row.replay = row.replay or 0
+    table = table_of(OutboxEvent)
+    values = {c.key: getattr(row, c.key) for c in table.columns if c.key != "id"}
+    stmt = insert(table).values(values).returning(table.c.id, func.pg_notify(NOTIFY_CHANNEL, ""))
+    row.id = session.execute(stmt).one()[0]

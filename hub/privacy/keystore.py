@@ -14,10 +14,9 @@ from typing import Any, Protocol, cast
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import CursorResult, event, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
-from hub.db import utcnow
+from hub.db import insert_if_absent, utcnow
 from hub.privacy.errors import CipherError, MasterKeyMissing, PersonErased
 from hub.privacy.models import PersonKey
 from hub.settings import Settings
@@ -30,6 +29,8 @@ REWRAP_BATCH = 500
 
 #: ``session.info`` key of the data keys unwrapped in the open transaction (see below).
 UNWRAPPED = "hub.privacy.unwrapped_keys"
+#: ``session.info`` key of the person ids minted in the open transaction (``expect_new``).
+FRESH = "hub.privacy.fresh_people"
 
 
 def _unwrapped(session: Session) -> dict[str, bytes]:
@@ -43,6 +44,16 @@ def _forget_unwrapped(session: Session, transaction: SessionTransaction) -> None
     another transaction afterwards must not be used from here."""
     if transaction.parent is None:
         session.info.pop(UNWRAPPED, None)
+        session.info.pop(FRESH, None)
+
+
+def expect_new(session: Session, person_id: str) -> None:
+    """Note that ``person_id`` was minted just now: its key is inserted without a look first.
+
+    Only saves a query: if the id had a key after all, the insert does nothing and the
+    existing key (or its erasure) is read back as for any other person.
+    """
+    session.info.setdefault(FRESH, set()).add(person_id)
 
 
 class KeyStore(Protocol):
@@ -83,8 +94,9 @@ class DbKeyStore:
       so a replayed event cannot mint a new key for an erased person. On SQLite, erasing turns
       on ``secure_delete`` so the old bytes are zeroed in the file; PostgreSQL keeps the old
       row version until VACUUM.
-    * Writes are compare-and-swap UPDATEs and savepoint INSERTs: a rewrap racing an erase
-      cannot bring the erased key back, and two first uses of one person agree on one key.
+    * Writes are compare-and-swap UPDATEs and ``INSERT … ON CONFLICT DO NOTHING``: a rewrap
+      racing an erase cannot bring the erased key back, and two first uses of one person
+      agree on one key (the second reads back the first's).
     * Never commits: the caller's unit of work does.
     """
 
@@ -110,9 +122,14 @@ class DbKeyStore:
         return key
 
     def _load(self, person_id: str, *, create: bool) -> bytes | None:
-        row = self.session.get(PersonKey, person_id)
+        fresh = create and person_id in self.session.info.get(FRESH, ())
+        row = None if fresh else self.session.get(PersonKey, person_id)
         if row is None and create:
-            row = self._create(person_id)
+            key = self._create(person_id)
+            if key is not None:
+                return key
+            # Another transaction used this person first (or erased them): theirs is the key.
+            row = self.session.get(PersonKey, person_id)
         if row is None:
             return None
         if row.erased_at is not None or row.wrapped_key is None or row.master_key_id is None:
@@ -129,7 +146,10 @@ class DbKeyStore:
             return True
         if self.session.get(PersonKey, person_id) is not None:
             return False
-        if self._insert(PersonKey(person_id=person_id, erased_at=utcnow())):
+        now = utcnow()
+        if insert_if_absent(
+            self.session, PersonKey, {"person_id": person_id, "created_at": now, "erased_at": now}
+        ):
             return False
         # A concurrent first use created a key between our UPDATE and INSERT: erase that one.
         return self._erase_row(person_id)
@@ -156,24 +176,16 @@ class DbKeyStore:
             after = batch[-1][0]
         return count
 
-    def _create(self, person_id: str) -> PersonKey | None:
-        row = PersonKey(
-            person_id=person_id,
-            wrapped_key=self._wrap(person_id, os.urandom(KEY_BYTES), self.current_kid),
-            master_key_id=self.current_kid,
-        )
-        if self._insert(row):
-            return row
-        # Another transaction used this person first (or erased them): theirs is the key.
-        return self.session.get(PersonKey, person_id)
-
-    def _insert(self, row: PersonKey) -> bool:
-        try:
-            with self.session.begin_nested():
-                self.session.add(row)
-        except IntegrityError:
-            return False
-        return True
+    def _create(self, person_id: str) -> bytes | None:
+        """A new data key, stored; None if the person has a row already."""
+        key = os.urandom(KEY_BYTES)
+        row = {
+            "person_id": person_id,
+            "wrapped_key": self._wrap(person_id, key, self.current_kid),
+            "master_key_id": self.current_kid,
+            "created_at": utcnow(),
+        }
+        return key if insert_if_absent(self.session, PersonKey, row) else None
 
     def _erase_row(self, person_id: str) -> bool:
         result = self.session.execute(

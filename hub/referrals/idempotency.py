@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hub.errors import IdempotencyConflict, InvalidInput
+from hub.db import insert_if_absent
+from hub.errors import HubError, IdempotencyConflict, InvalidInput
 from hub.referrals.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
@@ -23,10 +24,51 @@ class Answer:
     location: str | None = None
 
 
+class Repeated(Exception):
+    """The key was used before for this request: ``answer`` is the first answer.
+
+    Whoever owns the transaction rolls back what this run did before answering with it.
+    """
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__("repeated request")
+        self.answer = answer
+
+
 def request_hash(method: str, path: str, body: Any) -> str:
     """A fingerprint of the request that a key may only ever be used for."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def run_first(
+    session: Session,
+    *,
+    partner_id: str,
+    key: str | None,
+    fingerprint: str,
+    action: Callable[[], Answer],
+) -> Answer:
+    """Run ``action`` and store its answer under the key; raise Repeated if the key was used.
+
+    For a request that is one keyed operation: a first use (nearly always) costs one
+    ``INSERT … ON CONFLICT DO NOTHING`` after the action and no look-up before it. A repeat
+    runs the action too, finds the key taken and raises Repeated; on PostgreSQL a concurrent
+    first use of the key makes the insert wait for that transaction's outcome.
+    """
+    if key is None:
+        return action()
+    _check(key)
+    try:
+        answer = action()
+    except HubError:
+        # A repeat may fail where the first run succeeded (the status it set is set now).
+        _raise_if_used(session, partner_id, key, fingerprint)
+        raise
+    if not _store(session, partner_id, key, fingerprint, answer):
+        _raise_if_used(session, partner_id, key, fingerprint)
+        raise _in_use()
+    return answer
 
 
 def run_once(
@@ -37,29 +79,62 @@ def run_once(
     fingerprint: str,
     action: Callable[[], Answer],
 ) -> Answer:
-    """Run ``action`` unless this key was used before; store its answer with the effect."""
+    """Run ``action`` unless this key was used before; store its answer with the effect.
+
+    For a request with several keyed operations (native messages), where a repeat of one
+    must not undo the others: looks the key up first.
+    """
     if key is None:
         return action()
+    _check(key)
+    previous = _previous(session, partner_id, key, fingerprint)
+    if previous is not None:
+        return previous
+    answer = action()
+    if not _store(session, partner_id, key, fingerprint, answer):
+        raise _in_use()
+    return answer
+
+
+def _in_use() -> IdempotencyConflict:
+    # Taken between our look and our insert, by a request that has not committed yet.
+    return IdempotencyConflict(
+        "this Idempotency-Key is in use by a concurrent request", field="Idempotency-Key"
+    )
+
+
+def _check(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
         )
-    previous = session.get(IdempotencyRecord, (partner_id, key))
+
+
+def _store(session: Session, partner_id: str, key: str, fingerprint: str, answer: Answer) -> bool:
+    row = {
+        "partner_id": partner_id,
+        "key": key,
+        "request_hash": fingerprint,
+        "status_code": answer.status_code,
+        "response": answer.body,
+        "location": answer.location,
+    }
+    return insert_if_absent(session, IdempotencyRecord, row)
+
+
+def _raise_if_used(session: Session, partner_id: str, key: str, fingerprint: str) -> None:
+    previous = _previous(session, partner_id, key, fingerprint)
     if previous is not None:
-        if previous.request_hash != fingerprint:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was used for a different request", field="Idempotency-Key"
-            )
-        return Answer(previous.status_code, previous.response, previous.location)
-    answer = action()
-    session.add(
-        IdempotencyRecord(
-            partner_id=partner_id,
-            key=key,
-            request_hash=fingerprint,
-            status_code=answer.status_code,
-            response=answer.body,
-            location=answer.location,
+        raise Repeated(previous)
+
+
+def _previous(session: Session, partner_id: str, key: str, fingerprint: str) -> Answer | None:
+    with session.no_autoflush:
+        record = session.get(IdempotencyRecord, (partner_id, key), populate_existing=True)
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used for a different request", field="Idempotency-Key"
         )
-    )
-    return answer
+    return Answer(record.status_code, record.response, record.location)

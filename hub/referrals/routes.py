@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from hub.api.deps import CatalogueDep, PolicyDep, SessionDep, SettingsDep, caller
+from hub.api.deps import CatalogueDep, PolicyDep, SessionDep, SettingsDep, audit_call, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.referrals import service
-from hub.referrals.idempotency import Answer, request_hash, run_once
+from hub.referrals.idempotency import Answer, Repeated, request_hash, run_first
 from hub.referrals.views import summary_of, view_of
 from schemas.lifecycle import Role, Status
 from schemas.messages import (
@@ -60,14 +62,8 @@ def create_referral(
         )
         return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
 
-    answer = run_once(
-        session,
-        partner_id=partner.id,
-        key=idempotency_key,
-        action=action,
-        fingerprint=request_hash("POST", request.url.path, body.model_dump(mode="json")),
-    )
-    return _respond(answer)
+    fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
+    return _once(session, request, partner.id, idempotency_key, fingerprint, action)
 
 
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
@@ -141,13 +137,28 @@ def change_status(
         view = view_of(referral, {}, service.holds(session, referral_id=referral.id))
         return Answer(200, view.model_dump(mode="json"))
 
-    answer = run_once(
-        session,
-        partner_id=partner.id,
-        key=idempotency_key,
-        action=action,
-        fingerprint=request_hash("POST", request.url.path, body.model_dump(mode="json")),
-    )
+    fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
+    return _once(session, request, partner.id, idempotency_key, fingerprint, action)
+
+
+def _once(
+    session: Session,
+    request: Request,
+    partner_id: str,
+    key: str | None,
+    fingerprint: str,
+    action: Callable[[], Answer],
+) -> JSONResponse:
+    try:
+        answer = run_first(
+            session, partner_id=partner_id, key=key, fingerprint=fingerprint, action=action
+        )
+    except Repeated as repeat:
+        # The route owns the transaction: this run's effects go, the first request's stand,
+        # and the call itself is still on record.
+        session.rollback()
+        audit_call(session, request, partner_id)
+        answer = repeat.answer
     return _respond(answer)
 
 

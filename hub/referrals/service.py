@@ -20,6 +20,7 @@ from hub.errors import ConsentRequired, Forbidden, InvalidInput, NotFound
 from hub.events.service import attributes_for
 from hub.outbox.service import add_json
 from hub.partners.models import Partner
+from hub.partners.service import active_partner
 from hub.people.service import resolve_person
 from hub.policy.model import Policy, Route
 from hub.privacy.service import open_event, seal_event, seal_value
@@ -50,10 +51,26 @@ def request_referral(
     policy: Policy,
     settings: Settings,
 ) -> Referral:
-    """Store a new referral and its ``referral.requested`` event."""
+    """Store a new referral and its ``referral.requested`` event.
+
+    Nothing read here depends on what this request stages, so queries do not flush: the
+    referral, its history and the request's audit entry are written by the one flush at commit.
+    """
+    with session.no_autoflush:
+        return _request_referral(session, body, by, catalogue, policy, settings)
+
+
+def _request_referral(
+    session: Session,
+    body: ReferralCreate,
+    by: Partner,
+    catalogue: Catalogue,
+    policy: Policy,
+    settings: Settings,
+) -> Referral:
     rtype = _type(catalogue, body.type)
-    performer = session.get(Partner, body.performer)
-    if performer is None or not performer.active:
+    performer = active_partner(session, body.performer)
+    if performer is None:
         raise InvalidInput(
             f"performer {body.performer!r} is not a registered partner", field="performer"
         )
