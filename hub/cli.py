@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from hub import gateway as gateway_server
 from hub import logs, runtime
 from hub.audit.commands import audit
 from hub.bootstrap import Hub, bootstrap, kafka_probe
@@ -48,8 +49,6 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Run everything on one machine: broker (unless configured), gateway, relay, consumers."""
-    import uvicorn
-
     from hub.app import create_app
 
     base = _settings()
@@ -82,13 +81,7 @@ def up() -> None:
         # that would end the process before the relay, consumers and broker are stopped.
         signal.signal(signal.SIGTERM, lambda *_: None)
         try:
-            uvicorn.run(
-                app,
-                host=settings.http_host,
-                port=settings.http_port,
-                log_level="warning",
-                access_log=False,
-            )
+            gateway_server.serve(settings, app, access_log=False)
         finally:
             stop.set()
             for thread in threads:
@@ -123,9 +116,7 @@ def demo(time_scale: float, exit_when_done: bool) -> None:
 
 @main.command()
 def gateway() -> None:
-    """Run only the gateway (partner API and OAuth endpoints)."""
-    import uvicorn
-
+    """Run only the gateway (partner API, OAuth endpoints, staff UI); HUB_GATEWAY_WORKERS."""
     from hub.app import create_app
 
     settings = _settings()
@@ -134,7 +125,7 @@ def gateway() -> None:
     app = create_app(
         hub, kafka_check=kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
     )
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    gateway_server.serve(settings, app)
 
 
 @main.command()

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         None, description="Append every signed checkpoint here too (kept apart from the database)."
     )
     topic_audit_checkpoints: str = "hub.audit.checkpoints.v1"
+    gateway_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Gateway worker processes; unset: one per core on PostgreSQL, 1 on SQLite.",
+    )
 
     master_keys: dict[str, str] = Field(
         default_factory=dict,

@@ -1,0 +1,103 @@
+"""``hub gateway`` with several worker processes: every worker serves, and what must agree
+between them does (a token minted by one is accepted by the others; a DPoP nonce issued by
+one is accepted by the next)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+
+from connectors.oauth_client import dpop_client
+from hub.db import unit_of_work
+from hub.kafka.embedded import free_port
+from hub.partners.service import register_partner
+from tests.benchmarks.common import cpu_seconds
+from tests.hubtest import make_hub
+
+pytestmark = pytest.mark.integration
+
+
+def _workers(parent: int) -> list[int]:
+    """The gateway's worker processes (multiprocessing children), by pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_two_workers_share_tokens_and_nonces(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    hub, _ = make_hub(database_url, tmp_path, http_port=port, dpop_nonce_required=True)
+    key = ECKey.generate_key("P-256", auto_kid=True)
+    with unit_of_work(hub.session_factory) as session:
+        creds = register_partner(
+            session, partner_id="ude-essen", name="UDE Campus Essen", kind="university",
+            scopes=["referrals:read"], auth_method="private_key_jwt",
+            jwks={"keys": [key.as_dict(private=False)]}, dpop_required=True,
+        )  # fmt: skip
+    hub.engine.dispose()
+    env = os.environ | {
+        "HUB_DATABASE_URL": database_url,
+        "HUB_DATA_DIR": str(tmp_path),
+        "HUB_HTTP_PORT": str(port),
+        "HUB_GATEWAY_WORKERS": "2",
+        "HUB_DPOP_NONCE_REQUIRED": "true",
+    }
+    env.pop("HUB_DPOP_NONCE_SECRET", None)
+    log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "hub", "gateway"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health/live").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, (tmp_path / "gateway.log").read_text()
+        before = {pid: cpu_seconds(pid) for pid in workers}
+        # No keep-alive: every request is a new connection, which either worker may accept;
+        # eight partners' clients at once keep both workers accepting. Each fetches its
+        # token anew: a nonce from one worker, the retry with it maybe at the other.
+        fresh = httpx.Limits(max_keepalive_connections=0)
+
+        def partner_client() -> list[int]:
+            statuses = []
+            for _ in range(5):
+                with dpop_client(f"{base}/oauth/token", creds["client_id"], private_key=key,
+                                 base_url=base, limits=fresh) as client:  # fmt: skip
+                    statuses.append(client.get("/v1/referrals", params={"limit": 5}).status_code)
+            return statuses
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [
+                s for batch in pool.map(lambda _: partner_client(), range(8)) for s in batch
+            ]
+        assert statuses == [200] * 40
+        used = {pid: cpu_seconds(pid) - before[pid] for pid in workers}
+        assert all(seconds > 0 for seconds in used.values()), used
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+    assert _workers(proc.pid) == []
