@@ -64,6 +64,7 @@ class AuthCache:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._generation = 0
+        self.keys_changed = 0  # counts drops of our signing keys (see TokenValidator)
         self._listening = False
         self._listener: threading.Thread | None = None
         self._listen_to: str | None = None
@@ -180,11 +181,13 @@ class AuthCache:
                 self._clients.pop(client_id, None)
             if keys:
                 self._tokens.clear()
+                self.keys_changed += 1
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
             self._generation += 1
+            self.keys_changed += 1
             self._tokens.clear()
             self._partners.clear()
             self._clients.clear()
@@ -201,10 +204,12 @@ class AuthCache:
             self.clear()  # a message we cannot read: assume everything changed
 
     def _set_listening(self, listening: bool) -> None:
-        # Whatever was loaded under the other regime may rely on notifications we never got.
         with self._lock:
             self._listening = listening
-        self.clear()
+        if not listening:
+            # What was loaded while listening relies on notifications that may now be lost.
+            # (Entries loaded before LISTEN was in place carry the short bound already.)
+            self.clear()
 
     # --- listening -----------------------------------------------------------------------
 

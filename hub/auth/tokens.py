@@ -124,6 +124,11 @@ class _KeyCache:
                 key = self._lookup(kid)
             return key
 
+    def forget(self) -> None:
+        """Reload on the next look-up, whatever the rate limit says (our keys changed)."""
+        with self._lock:
+            self._loaded_at = None
+
     def _lookup(self, kid: str) -> Key | None:
         return next((k for k in self._keys.keys if k.kid == kid), None)
 
@@ -162,6 +167,7 @@ class TokenValidator:
     ) -> None:
         self._skew = settings.clock_skew_seconds
         self.cache = cache
+        self._keys_seen = 0
         self._partner_active = partner_active
         # Our own tokens name one of our OAuth clients: a revoked client loses them at once.
         self._client_active = client_active
@@ -220,6 +226,10 @@ class TokenValidator:
 
     def _verified(self, token: str) -> Principal:
         generation = self.cache.generation() if self.cache is not None else 0
+        if self.cache is not None and self.cache.keys_changed != self._keys_seen:
+            # A key retired at once (compromised) must not verify from the JWKS we hold.
+            self._keys_seen = self.cache.keys_changed
+            self._local.keys.forget()
         signed = _parse(token)
         header, claims = signed.headers(), _claims(signed)
         _check_type(header)
