@@ -20,7 +20,7 @@ FULL: dict[str, list[str]] = {
     "ingest": ["--concurrency", "16", "--duration", "15"],
     "timeline_query": ["--entries", "1000000", "--runs", "300"],
     "consumers": ["--events", "4000"],
-    "end_to_end": ["--rates", "10,25,50,100,500", "--duration", "10"],
+    "end_to_end": ["--rates", "10,100,300,500", "--duration", "10"],
     "scale": ["--events", "20000", "--partitions", "12", "--scale", "1,2,4"],
 }
 QUICK: dict[str, list[str]] = {
