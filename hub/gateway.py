@@ -11,8 +11,11 @@ Workers export metrics over OTLP only (``HUB_METRICS_PORT`` is one port, not one
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
+import signal
+import sys
 from typing import Any
 
 from fastapi import FastAPI
@@ -72,6 +75,7 @@ def worker_app() -> FastAPI:
     from hub.app import create_app
     from hub.bootstrap import bootstrap, kafka_probe
 
+    _die_with_parent()
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     hub = bootstrap(settings)
@@ -80,3 +84,19 @@ def worker_app() -> FastAPI:
     runtime.tune_gc()
     probe = kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
     return create_app(hub, kafka_check=probe)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A worker ends when the process that started it ends, however that ends.
+
+    Else a gateway killed with SIGKILL would leave its workers serving on the port, orphaned,
+    and the gateway started in its place could not bind it."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)

@@ -42,6 +42,15 @@ def _workers(parent: int) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_two_workers_share_tokens_and_nonces(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     hub, _ = make_hub(database_url, tmp_path, http_port=port, dpop_nonce_required=True)
@@ -101,3 +110,36 @@ def test_two_workers_share_tokens_and_nonces(database_url: str, tmp_path: Path) 
         proc.wait(timeout=30)
         log.close()
     assert _workers(proc.pid) == []
+
+
+def test_workers_end_with_a_killed_gateway(tmp_path: Path) -> None:
+    """A gateway killed with SIGKILL takes its workers along, and the port is free again."""
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    make_hub(url, tmp_path)[0].engine.dispose()
+    env = os.environ | {
+        "HUB_DATABASE_URL": url,
+        "HUB_DATA_DIR": str(tmp_path),
+        "HUB_HTTP_PORT": str(port),
+        "HUB_GATEWAY_WORKERS": "2",
+    }
+    for _ in range(2):  # the second start binds the port the first one's workers held
+        proc = subprocess.Popen([sys.executable, "-m", "hub", "gateway"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2
+        while time.monotonic() < deadline:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its gateway"
+            time.sleep(0.1)
