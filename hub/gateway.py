@@ -12,6 +12,7 @@ Workers export metrics over OTLP only (``HUB_METRICS_PORT`` is one port, not one
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import secrets
 import signal
@@ -94,9 +95,9 @@ def _die_with_parent() -> None:
 
     Else a gateway killed with SIGKILL would leave its workers serving on the port, orphaned,
     and the gateway started in its place could not bind it."""
-    if not sys.platform.startswith("linux"):
+    started_by = multiprocessing.parent_process()
+    if not sys.platform.startswith("linux") or started_by is None:
         return
-    parent = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above took effect
+    if os.getppid() != started_by.pid:  # it died before the line above took effect
         os._exit(1)
