@@ -14,6 +14,11 @@ one request at a time, closed loop) runs here. Targets, all with the same genera
 
 The generator's and the server's CPU use are reported: the generator is not the bottleneck
 when its processes stay clearly below one core each. The machine's cores are shared by both.
+For the hub targets also the server's CPU per accepted referral (the gateway and its worker
+processes, during the measured seconds) and the SQL statements of one referral, counted on
+the same database in this process (SQLAlchemy ``before_cursor_execute``, SQLite's BEGIN left
+out) for a warm token and a request like the load's: a new person with a partner reference
+and an ``Idempotency-Key``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 
+from hub.bootstrap import Hub
 from hub.kafka.client import ensure_topics
 from hub.kafka.embedded import EmbeddedBroker
 from tests.benchmarks.common import (
@@ -46,7 +53,7 @@ from tests.benchmarks.common import (
     wait_http,
     write_result,
 )
-from tests.hubtest import STUDENT_REFERRAL, make_hub
+from tests.hubtest import STUDENT_REFERRAL, Partners, api_client, make_hub
 
 
 def body(n: int, tag: str) -> dict[str, Any]:
@@ -199,13 +206,15 @@ def load(
         (client, url, token, n, start_at, warmup, duration, f"{tag}{i}") for i, n in enumerate(per)
     ]
     server_cpu = None
+    server_seconds = None
     with multiprocessing.get_context("spawn").Pool(generators) as pool:
         pending = pool.map_async(_generator, jobs)
         if server_pid is not None:
             time.sleep(max(0.0, start_at + warmup - time.time()))
-            before = cpu_seconds(server_pid)
+            before = tree_cpu_seconds(server_pid)
             time.sleep(max(0.0, start_at + warmup + duration - time.time()))
-            server_cpu = round(100 * (cpu_seconds(server_pid) - before) / duration)
+            server_seconds = tree_cpu_seconds(server_pid) - before
+            server_cpu = round(100 * server_seconds / duration)
         parts = pending.get()
     latencies = [x for p in parts for x in p["latencies"]]
     errors: dict[str, int] = {}
@@ -220,7 +229,45 @@ def load(
         "errors": errors,
         "generator_cpu_percent": [round(100 * p["cpu"] / duration) for p in parts],
         "server_cpu_percent": server_cpu,
+        "server_cpu_ms_per_request": (
+            1000 * server_seconds / len(latencies) if server_seconds and latencies else None
+        ),
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (a gateway's worker processes)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                total += tree_cpu_seconds(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return total
+
+
+def statements_per_referral(hub: Hub, partners: Partners) -> int:
+    """SQL statements of one warm referral like the load's, counted in this process."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("BEGIN"):
+            sent.append(statement)
+
+    with api_client(hub) as client:
+        headers = partners.headers(client, "ude")
+        for n in range(2):  # the first warms the token, its partner and client, the performer
+            event.listen(hub.engine, "before_cursor_execute", count)
+            sent.clear()
+            r = client.post(
+                "/v1/referrals",
+                json=body(n, "count"),
+                headers={**headers, "Idempotency-Key": f"count-{n}"},
+            )
+            event.remove(hub.engine, "before_cursor_execute", count)
+            assert r.status_code == 202, r.text
+    return len(sent)
 
 
 def run_target(
@@ -250,8 +297,10 @@ def run_target(
     finally:
         stop(proc)
     result["target"] = name
+    cpu_ms = result["server_cpu_ms_per_request"]
     print(
         f"{name}: {result['per_second']:.0f}/s p50={result['p50_ms']:.1f} ms "
+        f"server cpu/request={cpu_ms if cpu_ms is None else round(cpu_ms, 2)} ms "
         f"p99={result['p99_ms']:.1f} ms errors={result['errors']} "
         f"gen cpu={result['generator_cpu_percent']}% server cpu={result['server_cpu_percent']}%",
         flush=True,
@@ -271,6 +320,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument(
         "--targets", default="bare,direct-kafka,hub-sqlite,hub-postgres", help="comma-separated"
+    )
+    parser.add_argument(
+        "--gateway-workers", type=int, default=None, help="HUB_GATEWAY_WORKERS of the hub"
     )
     args = parser.parse_args()
     targets = args.targets.split(",")
@@ -326,7 +378,17 @@ def main() -> None:
     table(
         f"ingest: closed loop, {args.concurrency} concurrent clients ({args.client}, "
         f"{args.generators} generator processes), {args.duration:.0f} s",
-        ["target", "accepted/s", "p50 ms", "p99 ms", "errors", "gen CPU %", "server CPU %"],
+        [
+            "target",
+            "accepted/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "gen CPU %",
+            "server CPU %",
+            "server CPU ms/referral",
+            "SQL statements/referral",
+        ],
         [
             [
                 r["target"],
@@ -336,6 +398,8 @@ def main() -> None:
                 sum(r["errors"].values()),
                 "+".join(str(c) for c in r["generator_cpu_percent"]),
                 r["server_cpu_percent"],
+                r.get("server_cpu_ms_per_request"),
+                r.get("statements_per_referral"),
             ]
             for r in results
         ],
@@ -370,11 +434,18 @@ def hub_target(
         "HUB_RATE_LIMIT_API_PER_DAY": "100000000",
     }
 
+    if args.gateway_workers:
+        env["HUB_GATEWAY_WORKERS"] = str(args.gateway_workers)
+
     def token_of(base: str) -> str:
         with httpx.Client(base_url=base) as client:
             return partners.token(client, "ude")
 
-    return run_target(name, ["-m", "hub", "gateway"], env, port, token_of, args, data)
+    result = run_target(name, ["-m", "hub", "gateway"], env, port, token_of, args, data)
+    result["statements_per_referral"] = statements_per_referral(hub, partners)
+    hub.engine.dispose()
+    print(f"{name}: {result['statements_per_referral']} SQL statements per referral", flush=True)
+    return result
 
 
 if __name__ == "__main__":
