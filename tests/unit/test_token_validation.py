@@ -20,6 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 import hub.auth.models  # noqa: F401  (registers the tables)
+from hub.auth.cache import AuthCache
 from hub.auth.deps import require_scope
 from hub.auth.keys import SigningKeys
 from hub.auth.routes import router
@@ -283,3 +284,68 @@ def test_inactive_partner_loses_access_at_once(api: TestClient) -> None:
     r = api.get("/read", headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert "partner" in r.json()["detail"]
+
+
+# --- the gateway's cache of partners, clients and verified tokens -------------------------------
+
+
+@pytest.fixture
+def partners_db(tmp_path: Any) -> Iterator[Any]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'cache.db'}")
+    Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as s:
+        s.add(Partner(id="ude", name="UDE", kind="university"))
+    yield factory
+    engine.dispose()
+
+
+def _set_active(factory: Any, active: bool) -> None:
+    """Change the row behind the services' back: no drop, as plain SQL would."""
+    with unit_of_work(factory) as s:
+        s.get(Partner, "ude").active = active  # type: ignore[union-attr]
+
+
+def test_without_change_notices_an_entry_is_trusted_for_the_short_bound(partners_db: Any) -> None:
+    now = [100.0]
+    cache = AuthCache(session_factory=partners_db, unnotified_seconds=1.0, monotonic=lambda: now[0])
+    assert cache.partner("ude").active  # type: ignore[union-attr]
+    _set_active(partners_db, False)
+    now[0] += 0.9
+    assert cache.partner("ude").active  # type: ignore[union-attr]
+    now[0] += 0.2
+    assert not cache.partner("ude").active  # type: ignore[union-attr]
+
+
+def test_a_change_is_dropped_after_commit_and_kept_on_rollback(partners_db: Any) -> None:
+    cache = AuthCache(session_factory=partners_db, unnotified_seconds=5.0)
+    assert cache.partner("ude").active  # type: ignore[union-attr]
+    with pytest.raises(RuntimeError), unit_of_work(partners_db) as s:
+        deactivate_partner(s, partner_id="ude")
+        raise RuntimeError("rolled back")
+    assert cache.partner("ude").active  # type: ignore[union-attr]
+    with unit_of_work(partners_db) as s:
+        deactivate_partner(s, partner_id="ude")
+        assert cache.partner("ude").active  # type: ignore[union-attr]  # not before commit
+    assert not cache.partner("ude").active  # type: ignore[union-attr]
+
+
+def test_a_load_that_overlaps_a_drop_is_not_kept(
+    partners_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = AuthCache(session_factory=partners_db, unnotified_seconds=5.0)
+    load = cache._load_partner
+    loads: list[str] = []
+
+    def racing(partner_id: str, session: Any) -> Any:
+        stale = load(partner_id, session)  # read before the change committed ...
+        _set_active(partners_db, False)
+        cache.drop(partners=[partner_id])  # ... whose notice arrives before we store
+        loads.append(partner_id)
+        return stale
+
+    monkeypatch.setattr(cache, "_load_partner", racing)
+    assert cache.partner("ude").active  # type: ignore[union-attr]
+    monkeypatch.setattr(cache, "_load_partner", load)
+    assert not cache.partner("ude").active  # type: ignore[union-attr]
+    assert loads == ["ude"]
