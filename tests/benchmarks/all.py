@@ -22,6 +22,7 @@ FULL: dict[str, list[str]] = {
     "consumers": ["--events", "4000"],
     "end_to_end": ["--rates", "10,100,300,500", "--duration", "10"],
     "scale": ["--events", "20000", "--partitions", "12", "--scale", "1,2,4"],
+    "audit": ["--leaves", "100000", "--batch", "10000"],
 }
 QUICK: dict[str, list[str]] = {
     "ingest": ["--concurrency", "4", "--duration", "2", "--warmup", "1"],
@@ -29,6 +30,7 @@ QUICK: dict[str, list[str]] = {
     "consumers": ["--events", "1000"],
     "end_to_end": ["--rates", "20", "--duration", "3", "--drain", "30"],
     "scale": ["--events", "500", "--partitions", "12", "--scale", "1,2", "--join-wait", "6"],
+    "audit": ["--leaves", "5000", "--batch", "1000"],
 }
 MODULES = {
     "ingest": "bench_ingest",
@@ -36,6 +38,7 @@ MODULES = {
     "consumers": "bench_consumers",
     "end_to_end": "bench_end_to_end",
     "scale": "bench_consumers",
+    "audit": "bench_audit",
 }
 
 
