@@ -106,7 +106,8 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
 
     ``INSERT … ON CONFLICT DO NOTHING``: one statement, no savepoint, and a concurrent
     transaction inserting the same key makes it wait for that one's outcome instead of failing.
-    Runs at once (Core, no autoflush of the session's pending objects).
+    Runs at once, as Core on the table: no ORM bookkeeping for the row (it is not in the
+    session afterwards); like any query, it flushes what the session has pending first.
     """
     table = table_of(model)  # the table, not the entity: no ORM bulk path
     stmt: postgresql.Insert | sqlite.Insert
