@@ -141,6 +141,7 @@ class Demo:
             for r in registry.build_delivery_runners(hub)
         ]
         self.threads.append(runtime.start_deadline_scheduler(hub, self.stop))
+        self.threads.append(runtime.start_sequencer(hub, self.stop))
 
     def _play(self, journeys: list[Journey]) -> bool:
         with httpx.Client(base_url=self.url, timeout=10) as http:

@@ -107,12 +107,24 @@ def test_hub_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
             "performer": "amt",
             "type": "residence.student",
         }
+        # The calls above are in the audit log, under a checkpoint its sequencer signed.
+        checkpoint = wait_for(lambda: _checkpoint(base), timeout=30)
+        assert checkpoint.startswith("talent-hub.duisburg.de/audit\n")
+        verified = hub_cmd("audit", "verify", env=env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "audit log intact" in verified.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         log.close()
     assert code == 0, (tmp_path / "hub.log").read_text()[-2000:]
     assert not probe(bootstrap), "the embedded broker outlived hub up"
+
+
+def _checkpoint(base: str) -> str | None:
+    """hub up's sequencer has signed a checkpoint"""
+    r = httpx.get(f"{base}/audit/v1/checkpoint", timeout=5)
+    return r.text if r.status_code == 200 else None
 
 
 def _metrics_follow_a_referral(base: str, creds_file: Path, metrics_port: int) -> None:
