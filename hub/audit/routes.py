@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 
+from hub.api.problems import PROBLEM_RESPONSES
 from hub.audit.keys import published_keys
 from hub.audit.models import AuditCheckpoint
 from hub.errors import NotFound
@@ -17,7 +18,11 @@ from hub.errors import NotFound
 router = APIRouter(prefix="/audit/v1", tags=["audit log"])
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse)
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    responses={404: {**PROBLEM_RESPONSES[404], "description": "No checkpoint signed yet."}},
+)
 def newest_checkpoint(request: Request) -> PlainTextResponse:
     """The newest signed checkpoint, a C2SP signed note (text/plain)."""
     with request.app.state.session_factory() as session:
