@@ -40,7 +40,7 @@ from consumers.runner import (
     POISON,
     Event,
     LagMeter,
-    commit_offset,
+    commit_offsets,
     consume_span,
     decode,
     send_deadletter,
@@ -117,9 +117,9 @@ class DeliveryRunner:
             lag = LagMeter(self.name)
             while not stop.is_set():
                 batch = consumer.poll(timeout_ms=500)
-                if batch:
-                    for tp, offset in self.settle(batch, stop).items():
-                        commit_offset(consumer, tp, offset, consumer_name=self.name)
+                done = self.settle(batch, stop) if batch else {}
+                if done:
+                    commit_offsets(consumer, done, consumer_name=self.name)
                 resets.check(consumer)
                 stalls.check(consumer)
                 lag.maybe_measure(consumer)

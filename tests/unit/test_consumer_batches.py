@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.structs import TopicPartition
 from sqlalchemy import func, select
 
 from consumers.runner import ConsumerRunner, Context, Event
@@ -34,7 +35,7 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
-def record(offset: int, event_id: str, value: bytes | None = b"{}") -> Record:
+def record(offset: int, event_id: str, value: bytes | None = b"{}", partition: int = 0) -> Record:
     attrs = CloudEventAttributes(
         id=event_id,
         source="/partners/ude",
@@ -42,16 +43,18 @@ def record(offset: int, event_id: str, value: bytes | None = b"{}") -> Record:
         time=datetime.now(UTC),
         partitionkey="p_1",
     )
-    return Record("hub.events.v1", 0, offset, b"p_1", value, to_headers(attrs))
+    return Record("hub.events.v1", partition, offset, b"p_1", value, to_headers(attrs))
 
 
 class Handler:
     def __init__(self, fail_on: set[str] | None = None) -> None:
         self.calls: list[str] = []
+        self.sessions: set[int] = set()
         self.fail_on = fail_on or set()
 
     def __call__(self, event: Event, ctx: Context) -> None:
         self.calls.append(event.attrs.id)
+        self.sessions.add(id(ctx.session))
         if event.attrs.id in self.fail_on:
             raise RuntimeError("handler failed")
         mark_processed(ctx.session, consumer="effects", event_id=event.attrs.id)
@@ -139,3 +142,32 @@ def test_a_poison_record_sends_the_batch_the_single_way(hub: Any) -> None:
     assert effects(hub) == ["e-1", "e-3"]
     assert handler.calls == ["e-1", "e-3"], "nothing ran in a batch that could not decode"
     assert [h["ce_id"] for _, h in producer.sent] == [b"e-2"]
+
+
+def test_a_poll_over_several_partitions_is_one_transaction_with_offsets_for_each(
+    hub: Any,
+) -> None:
+    handler = Handler()
+    r = runner(hub, handler, Producer())
+    p0, p1 = TopicPartition("hub.events.v1", 0), TopicPartition("hub.events.v1", 1)
+    poll = {
+        p0: [record(0, "e-1"), record(1, "e-2")],
+        p1: [record(5, "e-3", partition=1)],
+    }
+    assert r._apply_poll(poll, threading.Event()) == {p0: 2, p1: 6}
+    assert len(handler.sessions) == 1
+    assert effects(hub) == ["e-1", "e-2", "e-3"]
+
+
+def test_a_failing_record_in_a_poll_holds_back_only_its_own_partition_batch(hub: Any) -> None:
+    handler = Handler(fail_on={"e-3"})
+    producer = Producer()
+    r = runner(hub, handler, producer)
+    p0, p1 = TopicPartition("hub.events.v1", 0), TopicPartition("hub.events.v1", 1)
+    poll = {
+        p0: [record(0, "e-1"), record(1, "e-2")],
+        p1: [record(5, "e-3", partition=1), record(6, "e-4", partition=1)],
+    }
+    assert r._apply_poll(poll, threading.Event()) == {p0: 2, p1: 7}
+    assert effects(hub) == ["e-1", "e-2", "e-4"]
+    assert [h["ce_id"] for _, h in producer.sent] == [b"e-3"]
