@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from hub import telemetry
 from hub.consent.service import covering
-from hub.db import utcnow
+from hub.db import after_commit, utcnow
 from hub.deadlines import service as deadlines
 from hub.errors import ConsentRequired, Forbidden, InvalidInput, NotFound
 from hub.events.service import attributes_for
@@ -130,7 +130,9 @@ def _request_referral(
         attrs=attributes_for(EventType.REFERRAL_REQUESTED, event),
         data=seal_event(session, person.id, event.model_dump(mode="json")),
     )
-    telemetry.metrics().referrals_accepted.add(1, {"type": rtype.id, "requester": by.id})
+    # Counted once committed: an idempotent repeat does the work and then rolls it back.
+    counter, labels = telemetry.metrics().referrals_accepted, {"type": rtype.id, "requester": by.id}
+    after_commit(session, lambda: counter.add(1, labels))
     return referral
 
 
