@@ -43,8 +43,9 @@ from schemas.cloudevents import CloudEventAttributes, EventType
 
 log = logging.getLogger(__name__)
 
-#: Any fixed 64-bit number, the same in every process of one database.
-LEADER_LOCK = 0x7461_6C65_6E74_6875  # "talenthu"
+#: Any fixed 32-bit number, the same in every process; the schema is the lock's second half,
+#: so hubs that share a database in schemas of their own keep logs of their own.
+LEADER_LOCK = 0x7461_6C65  # "tale"
 
 
 class LostRace(RuntimeError):
@@ -125,7 +126,10 @@ def sequence_once(
 def _lead(session: Session) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True  # SQLite: BEGIN IMMEDIATE already made this the only writer
-    locked = session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LEADER_LOCK})
+    locked = session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:k, hashtext(current_schema()))"),
+        {"k": LEADER_LOCK},
+    )
     return bool(locked)
 
 

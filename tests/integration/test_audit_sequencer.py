@@ -170,3 +170,20 @@ def test_two_that_both_think_they_lead_never_both_sign(
     assert sorted(outcomes) == ["lost"] * 3 + ["signed"] * 3
     assert signed == Counter({50: 1, 100: 1, 150: 1})
     _assert_whole(hub)
+
+
+def test_only_the_holder_of_the_leader_lock_sequences(database_url: str, tmp_path: Path) -> None:
+    hub, _ = make_hub(database_url, tmp_path)
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's single writer is its leader lock")
+    _append(hub, 10)
+    leader = hub.session_factory()
+    assert sequence_once(leader, origin=ORIGIN, batch_size=100).leaves == 10  # holds the lock
+    with unit_of_work(hub.session_factory) as other:
+        assert sequence_once(other, origin=ORIGIN, batch_size=100).tree_size == -1  # not leading
+    leader.commit()
+    leader.close()
+    _append(hub, 5)
+    with unit_of_work(hub.session_factory) as other:
+        assert sequence_once(other, origin=ORIGIN, batch_size=100).tree_size == 15
+    _assert_whole(hub)
