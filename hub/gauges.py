@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import telemetry
+from hub.audit.models import AuditRecord
 from hub.db import utcnow
 from hub.deadlines.service import overdue_counts
 from hub.deliveries.models import DeliveryState
@@ -35,6 +36,14 @@ def register(session_factory: sessionmaker[Session]) -> None:
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         return float(count), age
 
+    def unsequenced() -> Reading:
+        # Records not yet under a signed checkpoint: growing means no sequencer is running.
+        with session_factory() as session:
+            oldest = session.scalar(
+                select(func.min(AuditRecord.at)).where(AuditRecord.leaf_index.is_(None))
+            )
+        return [((utcnow() - oldest).total_seconds() if oldest is not None else 0.0, {})]
+
     def paused() -> Reading:
         with session_factory() as session:
             count = session.scalar(
@@ -58,6 +67,12 @@ def register(session_factory: sessionmaker[Session]) -> None:
         unit="s",
         description="Age of the oldest unpublished outbox row.",
         read=lambda: [(outbox()[1], {})],
+    )
+    telemetry.observe(
+        "hub.audit.unsequenced_age",
+        unit="s",
+        description="Age of the oldest audit record not yet under a signed checkpoint.",
+        read=unsequenced,
     )
     telemetry.observe(
         "hub.partners.paused",
