@@ -71,7 +71,6 @@ def up() -> None:
         ]
         threads.append(runtime.start_deadline_scheduler(hub, stop))
         threads.append(runtime.start_sequencer(hub, stop))
-        app = create_app(hub, kafka_check=kafka_probe(hub))
         click.echo(
             f"Talent Hub läuft / is running: http://{settings.http_host}:{settings.http_port}"
             f"  (Kafka {hub.bootstrap_servers}; Ctrl-C stops)",
@@ -81,7 +80,9 @@ def up() -> None:
         # that would end the process before the relay, consumers and broker are stopped.
         signal.signal(signal.SIGTERM, lambda *_: None)
         try:
-            gateway_server.serve(settings, app, access_log=False)
+            gateway_server.serve(
+                settings, lambda: create_app(hub, kafka_check=kafka_probe(hub)), access_log=False
+            )
         finally:
             stop.set()
             for thread in threads:
@@ -117,15 +118,19 @@ def demo(time_scale: float, exit_when_done: bool) -> None:
 @main.command()
 def gateway() -> None:
     """Run only the gateway (partner API, OAuth endpoints, staff UI); HUB_GATEWAY_WORKERS."""
+    from fastapi import FastAPI
+
     from hub.app import create_app
 
     settings = _settings()
-    hub = bootstrap(settings)
-    _observe(hub, "gateway")
-    app = create_app(
-        hub, kafka_check=kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
-    )
-    gateway_server.serve(settings, app)
+
+    def build() -> FastAPI:
+        hub = bootstrap(settings)
+        _observe(hub, "gateway")
+        probe = kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
+        return create_app(hub, kafka_check=probe)
+
+    gateway_server.serve(settings, build)
 
 
 @main.command()

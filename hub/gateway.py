@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -52,8 +53,9 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def serve(settings: Settings, app: FastAPI, **options: Any) -> None:
-    """Run uvicorn with ``app`` in this process, or with worker processes building their own."""
+def serve(settings: Settings, build_app: Callable[[], FastAPI], **options: Any) -> None:
+    """Run uvicorn with the app ``build_app`` makes here, or with worker processes that build
+    their own (then this process builds none: every worker start-up counts after a crash)."""
     import uvicorn
 
     count = workers(settings)
@@ -64,7 +66,7 @@ def serve(settings: Settings, app: FastAPI, **options: Any) -> None:
         **options,
     }
     if count == 1:
-        uvicorn.run(app, **common)
+        uvicorn.run(build_app(), **common)
         return
     os.environ.update(worker_environment(settings))
     uvicorn.run(WORKER_APP, factory=True, workers=count, **common)

@@ -108,7 +108,7 @@ class Stack:
         for role in ("gateway", "relay", *CONSUMERS):
             self.spawn(role)
 
-    def wait_gateway(self, timeout: float = 30.0) -> None:
+    def wait_gateway(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
