@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -109,14 +111,18 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     Runs at once, as Core on the table: no ORM bookkeeping for the row (it is not in the
     session afterwards); like any query, it flushes what the session has pending first.
     """
-    table = table_of(model)  # the table, not the entity: no ORM bulk path
-    stmt: postgresql.Insert | sqlite.Insert
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    stmt = _insert_if_absent(table_of(model), session.get_bind().dialect.name)
+    return session.execute(stmt, values).first() is not None
+
+
+@functools.cache
+def _insert_if_absent(table: Table, dialect: str) -> ReturningInsert[Any]:
+    # Built once per table: the values go in as parameters, so a request pays for binding
+    # them, not for constructing and cache-keying a new statement (a third of its SQL cost).
     # RETURNING rather than rowcount: the driver reports -1 for inserts it returns rows of.
-    return session.execute(stmt.returning(*table.primary_key.columns)).first() is not None
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).on_conflict_do_nothing()  # the table: no ORM bulk path
+    return stmt.returning(*table.primary_key.columns)
 
 
 def table_of(model: type[Base]) -> Table:
@@ -131,6 +137,20 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def finish(session: Session, *, commit: bool) -> None:
+    """End a unit of work begun without ``unit_of_work``: commit (or roll back), then close."""
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

@@ -73,7 +73,11 @@ def _insert_and_notify(session: Session, row: OutboxEvent) -> None:
     # one wake-up, and later rows go with the transaction's flush (in order, after this one).
     row.created_at = row.created_at or utcnow()
     row.replay = row.replay or 0
-    table = table_of(OutboxEvent)
-    values = {c.key: getattr(row, c.key) for c in table.columns if c.key != "id"}
-    stmt = insert(table).values(values).returning(table.c.id, func.pg_notify(NOTIFY_CHANNEL, ""))
-    row.id = session.execute(stmt).one()[0]
+    values = {key: getattr(row, key) for key in _COLUMNS}
+    row.id = session.execute(_INSERT_AND_NOTIFY, values).one()[0]
+
+
+_OUTBOX = table_of(OutboxEvent)
+_COLUMNS = tuple(c.key for c in _OUTBOX.columns if c.key != "id")
+# One statement for every first row: values bound as parameters, not built into it.
+_INSERT_AND_NOTIFY = insert(_OUTBOX).returning(_OUTBOX.c.id, func.pg_notify(NOTIFY_CHANNEL, ""))

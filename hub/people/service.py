@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from hub.db import insert_if_absent, table_of, utcnow
@@ -14,6 +14,18 @@ from hub.privacy.keystore import expect_new
 from hub.privacy.models import PersonKey
 from hub.privacy.service import seal_value
 from schemas.messages import PersonIn
+
+# Built once: a request binds its values instead of constructing a statement.
+_INSERT_PERSON = insert(table_of(Person))
+_BY_REFERENCE = (
+    select(Person)
+    .join(PersonReference, PersonReference.person_id == Person.id)
+    .where(
+        PersonReference.partner_id == bindparam("partner_id"),
+        PersonReference.reference == bindparam("reference"),
+    )
+    .execution_options(autoflush=False)
+)
 
 
 def new_pseudonym() -> str:
@@ -74,7 +86,7 @@ def _create(session: Session, person: PersonIn) -> Person:
         "birth_date": seal_value(session, pid, birth),
         "created_at": utcnow(),
     }
-    session.execute(insert(table_of(Person)).values(values))
+    session.execute(_INSERT_PERSON, values)
     # Known to the session as the row just written, without reading it back.
     created = Person(**values)
     make_transient_to_detached(created)
@@ -93,13 +105,8 @@ def _discard(session: Session, person: Person) -> None:
 def _by_reference(session: Session, partner_id: str, reference: str | None) -> Person | None:
     if not reference:
         return None
-    stmt = (
-        select(Person)
-        .join(PersonReference, PersonReference.person_id == Person.id)
-        .where(PersonReference.partner_id == partner_id, PersonReference.reference == reference)
-        .execution_options(autoflush=False)
-    )
-    return session.scalars(stmt).first()
+    params = {"partner_id": partner_id, "reference": reference}
+    return session.scalars(_BY_REFERENCE, params).first()
 
 
 def _link(session: Session, person: Person, partner_id: str, reference: str) -> bool:

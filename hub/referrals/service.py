@@ -90,29 +90,17 @@ def _request_referral(
     person = resolve_person(session, partner_id=by.id, person=body.person)
     _check_consent(session, route, person.id)
     now = utcnow()
-    referral = Referral(
-        id=str(uuid.uuid4()),
-        type=rtype.id,
-        requester_id=by.id,
-        performer_id=performer.id,
-        person_id=person.id,
-        status=Status.REQUESTED.value,
-        payload=seal_event(session, person.id, {"payload": body.payload})["payload"],
-        correlation_id=str(body.correlation_id or uuid.uuid4()),
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(referral)
+    referral_id, correlation_id = uuid.uuid4(), body.correlation_id or uuid.uuid4()
     event = ReferralRequested(
         event_id=uuid.uuid4(),
-        referral_id=uuid.UUID(referral.id),
+        referral_id=referral_id,
         person_id=person.id,
         acting_partner=by.id,
         occurred_at=now,
         recorded_at=now,
         purpose=route.purpose,
         legal_basis=route.legal_basis,
-        correlation_id=uuid.UUID(referral.correlation_id),
+        correlation_id=correlation_id,
         referral_type=rtype.id,
         requester=by.id,
         performer=performer.id,
@@ -123,7 +111,23 @@ def _request_referral(
         ),
         payload=body.payload,
     )
-    _record(session, referral, event, status=Status.REQUESTED, change=None)
+    referral = repository.add_new(
+        session,
+        {
+            "id": str(referral_id),
+            "type": rtype.id,
+            "requester_id": by.id,
+            "performer_id": performer.id,
+            "person_id": person.id,
+            "status": Status.REQUESTED.value,
+            "payload": seal_event(session, person.id, {"payload": body.payload})["payload"],
+            "correlation_id": str(correlation_id),
+            "created_at": now,
+            "updated_at": now,
+            "shredded_at": None,
+        },
+        _first_entry(event),
+    )
     add_json(
         session,
         topic=settings.topic_events,
@@ -283,6 +287,20 @@ def _occurred_at(given: datetime | None, now: datetime, settings: Settings) -> d
     if given > now + timedelta(seconds=settings.clock_skew_seconds):
         raise InvalidInput("occurred_at lies in the future", field="occurred_at")
     return given
+
+
+def _first_entry(event: ReferralRequested) -> dict[str, Any]:
+    return {
+        "status": Status.REQUESTED.value,
+        "business_status": None,
+        "reason": None,
+        "outcome": None,
+        "note": None,
+        "set_by": event.acting_partner,
+        "occurred_at": event.occurred_at,
+        "recorded_at": event.recorded_at,
+        "event_id": str(event.event_id),
+    }
 
 
 def _record(
