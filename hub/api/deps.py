@@ -19,14 +19,17 @@ from hub.policy.model import Policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
 
+# The dependencies that only read app.state are coroutines: FastAPI runs a plain function
+# dependency in the thread pool, a hand-over that costs more than the read.
 
-def settings_of(request: Request) -> Settings:
+
+async def settings_of(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def catalogue_of(request: Request) -> Catalogue:
+async def catalogue_of(request: Request) -> Catalogue:
     """The referral-type catalogue the app was started with."""
     catalogue: Catalogue = request.app.state.catalogue
     return catalogue
@@ -72,7 +75,7 @@ def partner_of(session: Session, principal: Principal) -> Partner:
     return partner
 
 
-def policy_of(request: Request) -> Policy:
+async def policy_of(request: Request) -> Policy:
     """The route policy the app was started with."""
     policy: Policy = request.app.state.policy
     return policy

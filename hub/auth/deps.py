@@ -6,10 +6,13 @@ The app factory sets ``app.state.settings``, ``app.state.session_factory``,
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, cast
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +21,7 @@ from hub.auth import dpop as dpop_module
 from hub.auth.dpop import DPoP
 from hub.auth.keys import SigningKeys
 from hub.auth.tokens import Principal, TokenValidator
-from hub.db import unit_of_work
+from hub.db import finish
 from hub.errors import Unauthenticated
 from hub.settings import Settings
 
@@ -52,18 +55,27 @@ def get_dpop(request: Request) -> DPoP:
     return cast(DPoP, dpop)
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session committed after the route returns, rolled back if it raises.
 
     It carries the gateway's partner cache, so the partners a request names cost no query.
+    A coroutine: making a session does no I/O, so only its end goes to the thread pool (a
+    plain generator would cost a hand-over to a thread on entry and another on exit).
     """
     factory = cast(sessionmaker[Session], request.app.state.session_factory)
-    with unit_of_work(factory) as session:
-        validator = getattr(request.app.state, "token_validator", None)
-        cache = getattr(validator, "cache", None)
-        if cache is not None:
-            session.info[auth_cache.SESSION_KEY] = cache
+    session = factory()
+    validator = getattr(request.app.state, "token_validator", None)
+    cache = getattr(validator, "cache", None)
+    if cache is not None:
+        session.info[auth_cache.SESSION_KEY] = cache
+    try:
         yield session
+    except BaseException:
+        # Shielded: a cancelled request still gives its connection back rolled back.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(functools.partial(finish, session, commit=False))
+        raise
+    await anyio.to_thread.run_sync(functools.partial(finish, session, commit=True))
 
 
 # scope="function": commit before the response is sent, so a failed commit is a 500
