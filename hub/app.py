@@ -76,9 +76,12 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     ):
         app.include_router(module.router)
     web.install(app)
-    FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=telemetry.tracer_provider(), excluded_urls="health"
-    )
+    if telemetry.tracing():
+        # Without an exporter the middleware would still parse headers, build attributes and
+        # wrap every send of every request, for spans nobody records.
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=telemetry.tracer_provider(), excluded_urls="health"
+        )
     return app
 
 

@@ -145,6 +145,11 @@ def tracer_provider() -> trace.TracerProvider:
     return _tracer_provider
 
 
+def tracing() -> bool:
+    """True when spans are recorded: a span processor (an exporter) is configured."""
+    return not isinstance(_tracer_provider, NoOpTracerProvider)
+
+
 def tracer() -> Tracer:
     """The hub's tracer."""
     return _tracer_provider.get_tracer(SCOPE)
