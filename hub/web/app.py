@@ -8,8 +8,9 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import URL, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import problems
 from hub.errors import HubError
@@ -25,22 +26,39 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class StaffHeaders(BaseHTTPMiddleware):
-    """Security headers on every staff page; pages with personal data are never cached."""
+class StaffHeaders:
+    """Security headers on every staff page; pages with personal data are never cached.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["X-Frame-Options"] = "DENY"
-            response.headers["Referrer-Policy"] = "same-origin"
-            response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-            if not request.url.path.startswith(PREFIX + "/static/"):
-                response.headers["Cache-Control"] = "no-store"
-            if request.app.state.settings.staff_cookie_secure and request.url.scheme == "https":
-                response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        return response
+    Plain ASGI: it wraps every request of the gateway, partner API calls included, which
+    must not pay for a task and a re-streamed body to pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        url = URL(scope=scope) if scope["type"] == "http" else None
+        if url is None or not url.path.startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        settings = scope["app"].state.settings
+        hsts = settings.staff_cookie_secure and url.scheme == "https"
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "same-origin"
+                headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+                if not url.path.startswith(PREFIX + "/static/"):
+                    headers["Cache-Control"] = "no-store"
+                if hsts:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def install(app: FastAPI) -> None:
