@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
 from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
-from hub.auth.deps import require_scope
+from hub.auth.deps import memory_or_thread, require_scope
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
@@ -35,21 +35,27 @@ async def catalogue_of(request: Request) -> Catalogue:
     return catalogue
 
 
-def caller(scope: str) -> Callable[..., Partner]:
+def caller(scope: str) -> Callable[..., Awaitable[Partner]]:
     """A dependency giving the calling partner, from a token that carries ``scope``."""
 
     # A default rather than Annotated: the scope is a closure variable, which string
     # annotations (PEP 563) could not resolve.
-    def dependency(
+    async def dependency(
         request: Request,
         session: SessionDep,
         principal: Principal = Depends(require_scope(scope)),
     ) -> Partner:
-        partner = partner_of(session, principal)
-        audit_call(session, request, partner.id)
-        return partner
+        return await memory_or_thread(_called, session, request, principal)
 
     return dependency
+
+
+def _called(session: Session, request: Request, principal: Principal) -> Partner:
+    # The partner comes from the cache (a miss raises WouldLoad first); the audit entry is
+    # only added to the session, written with the request's flush.
+    partner = partner_of(session, principal)
+    audit_call(session, request, partner.id)
+    return partner
 
 
 def audit_call(session: Session, request: Request, partner_id: str) -> None:

@@ -23,7 +23,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import event, func, select
@@ -42,6 +44,35 @@ SESSION_KEY = "hub.auth.cache"
 _PENDING = "hub.auth.cache.pending"
 
 T = TypeVar("T")
+
+# Set while the event loop validates a request: a load would block the loop (see from_memory).
+_MEMORY_ONLY: ContextVar[bool] = ContextVar("hub_auth_memory_only", default=False)
+
+
+class WouldLoad(Exception):
+    """What is asked for is not in memory, and ``from_memory`` is in force."""
+
+
+@contextmanager
+def from_memory() -> Iterator[None]:
+    """Within the block, whatever is not in memory raises WouldLoad instead of being read.
+
+    For the event loop: in the steady state a request's token, partner and client are all in
+    memory, so checking them there spares two hand-overs to the thread pool; a miss raises
+    before anything changed, and the caller repeats the check in a thread.
+    """
+    reset = _MEMORY_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _MEMORY_ONLY.reset(reset)
+
+
+def may_load() -> None:
+    """Raise WouldLoad inside ``from_memory``; called before anything reads or fetches."""
+    if _MEMORY_ONLY.get():
+        raise WouldLoad
+
 
 # Every cache of this process, so that a commit anywhere in it reaches them all.
 _LIVE: weakref.WeakSet[AuthCache] = weakref.WeakSet()
@@ -144,6 +175,7 @@ class AuthCache:
             if hit is not None and start < hit[1]:
                 return hit[0]
             generation, max_age = self._generation, self._max_age()
+        may_load()
         value = load(key)
         with self._lock:
             if generation == self._generation:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.auth import cache as auth_cache
@@ -25,6 +26,7 @@ from hub.db import finish
 from hub.errors import Unauthenticated
 from hub.settings import Settings
 
+T = TypeVar("T")
 REALM = "talent-hub"
 # RFC 9449 §7.2: a resource server taking both schemes challenges with both.
 CHALLENGE = (
@@ -102,26 +104,43 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def require_scope(scope: str) -> Callable[[Request], Principal]:
+def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the access token and requires the scope.
 
     A DPoP-bound token is accepted only as ``Authorization: DPoP`` with a valid proof of its
     key (RFC 9449 §7); presented as ``Bearer`` it is refused, whoever holds it.
     """
 
-    def dependency(request: Request) -> Principal:
-        scheme, token = access_token(request.headers.get("authorization"))
-        validator = get_token_validator(request)
-        if scheme == "dpop":
-            principal = _dpop_principal(request, validator, token)
-        else:
-            principal = validator.validate(token)
-            if principal.jkt is not None:
-                raise dpop_module.challenge("invalid_token", "DPoP-bound token sent as Bearer")
-        principal.require(scope)
-        return principal
+    async def dependency(request: Request) -> Principal:
+        return await memory_or_thread(_authenticate, request, scope)
 
     return dependency
+
+
+async def memory_or_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in the event loop if all it reads is in memory, else in a thread.
+
+    The function must raise ``WouldLoad`` (``auth_cache.may_load``) before any effect.
+    """
+    try:
+        with auth_cache.from_memory():
+            return function(*args)
+    except auth_cache.WouldLoad:
+        return await run_in_threadpool(function, *args)
+
+
+def _authenticate(request: Request, scope: str) -> Principal:
+    scheme, token = access_token(request.headers.get("authorization"))
+    validator = get_token_validator(request)
+    if scheme == "dpop":
+        auth_cache.may_load()  # the proof's replay check reads the database
+        principal = _dpop_principal(request, validator, token)
+    else:
+        principal = validator.validate(token)
+        if principal.jkt is not None:
+            raise dpop_module.challenge("invalid_token", "DPoP-bound token sent as Bearer")
+    principal.require(scope)
+    return principal
 
 
 def _dpop_principal(request: Request, validator: TokenValidator, token: str) -> Principal:

@@ -18,7 +18,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.auth.cache import AuthCache
+from hub.auth.cache import AuthCache, may_load
 from hub.auth.keys import ALG, SigningKeys
 from hub.errors import InsufficientScope, Unauthenticated
 from hub.partners.models import OAuthClient
@@ -216,6 +216,7 @@ class TokenValidator:
         """
         principal = self.cache.token(token) if self.cache is not None else None
         if principal is None:
+            may_load()  # a first use is verified in a thread: it may fetch an issuer's JWKS
             principal = self._verified(token)
         if not self._partner_active(principal.partner_id):
             raise invalid_token("token partner unknown or inactive")
