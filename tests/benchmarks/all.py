@@ -18,6 +18,10 @@ from tests.benchmarks.common import ROOT
 
 FULL: dict[str, list[str]] = {
     "ingest": ["--concurrency", "16", "--duration", "15"],
+    "ingest_one_worker": [
+        *("--concurrency", "16", "--duration", "15"),
+        *("--gateway-workers", "1", "--targets", "hub-postgres"),
+    ],
     "timeline_query": ["--entries", "1000000", "--runs", "300"],
     "consumers": ["--events", "4000"],
     "end_to_end": ["--rates", "10,100,300,500", "--duration", "10"],
@@ -26,6 +30,10 @@ FULL: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "ingest": ["--concurrency", "4", "--duration", "2", "--warmup", "1"],
+    "ingest_one_worker": [
+        *("--concurrency", "4", "--duration", "2", "--warmup", "1"),
+        *("--gateway-workers", "1", "--targets", "hub-postgres"),
+    ],
     "timeline_query": ["--entries", "20000", "--runs", "20"],
     "consumers": ["--events", "1000"],
     "end_to_end": ["--rates", "20", "--duration", "3", "--drain", "30"],
@@ -34,6 +42,7 @@ QUICK: dict[str, list[str]] = {
 }
 MODULES = {
     "ingest": "bench_ingest",
+    "ingest_one_worker": "bench_ingest",
     "timeline_query": "bench_timeline_query",
     "consumers": "bench_consumers",
     "end_to_end": "bench_end_to_end",
