@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.audit.models import AuditRecord
-from hub.db import table_of, utcnow
+from hub.db import utcnow
 
 ACTOR_TYPES = frozenset({"partner", "staff", "system"})
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -54,7 +54,7 @@ def record(
     person_id: str | None = None,
     purpose: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> None:
+) -> AuditRecord:
     """Append one record inside the caller's transaction; it exists only if that commits."""
     if actor_type not in ACTOR_TYPES:
         raise ValueError(f"actor_type must be one of {sorted(ACTOR_TYPES)}, not {actor_type!r}")
@@ -62,22 +62,19 @@ def record(
         raise ValueError(f"action must be dotted lower-case words, not {action!r}")
     clean = json.loads(_canonical(dict(details or {})))
     _refuse_personal(clean, "details")
-    values = {
-        "at": utcnow(),
-        "actor_type": actor_type,
-        "actor": actor,
-        "action": action,
-        "person_id": person_id,
-        "purpose": purpose,
-        "details": clean,
-    }
+    entry = AuditRecord(
+        at=utcnow(),
+        actor_type=actor_type,
+        actor=actor,
+        action=action,
+        person_id=person_id,
+        purpose=purpose,
+        details=clean,
+    )
     # No lock and no read: the leaf is one INSERT in the caller's transaction, and the
     # sequencer gives it its place in the tree once it has committed (hub.audit.sequencer).
-    # A Core insert of a statement built once: an ORM object would cost a unit-of-work flush.
-    session.execute(_INSERT, values)
-
-
-_INSERT = insert(table_of(AuditRecord))
+    session.add(entry)
+    return entry
 
 
 def leaf_bytes(values: Mapping[Any, Any]) -> bytes:
