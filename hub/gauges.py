@@ -36,6 +36,17 @@ def register(session_factory: sessionmaker[Session]) -> None:
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         return float(count), age
 
+    def unsettled() -> Reading:
+        # Published but not yet applied by every consumer: what a forgetful broker's restart
+        # would make the relay send again. Growing means a consumer group is not running.
+        with session_factory() as session:
+            oldest = session.scalar(
+                select(func.min(OutboxEvent.published_at)).where(
+                    OutboxEvent.settled_at.is_(None), OutboxEvent.published_at.is_not(None)
+                )
+            )
+        return [((utcnow() - oldest).total_seconds() if oldest is not None else 0.0, {})]
+
     def unsequenced() -> Reading:
         # Records not yet under a signed checkpoint: growing means no sequencer is running.
         with session_factory() as session:
@@ -67,6 +78,12 @@ def register(session_factory: sessionmaker[Session]) -> None:
         unit="s",
         description="Age of the oldest unpublished outbox row.",
         read=lambda: [(outbox()[1], {})],
+    )
+    telemetry.observe(
+        "hub.outbox.unsettled_age",
+        unit="s",
+        description="Age of the oldest published outbox row not yet applied by every consumer.",
+        read=unsettled,
     )
     telemetry.observe(
         "hub.audit.unsequenced_age",

@@ -18,7 +18,9 @@ from hub.bootstrap import Hub
 from hub.db import unit_of_work
 from hub.kafka.client import broker_state, ensure_topics, make_producer
 from hub.kafka.embedded import EmbeddedBroker
+from hub.kafka.epoch import BrokerEpoch
 from hub.outbox.relay import Relay
+from hub.outbox.settlement import Settler
 from hub.partners.service import partner_ids, seed_demo_partners
 from hub.settings import Settings
 
@@ -92,6 +94,7 @@ def topic_plan(hub: Hub) -> dict[str, int]:
     plan = {s.topic_events: s.events_partitions, s.topic_deadletter: 1}
     plan[s.topic_audit_checkpoints] = 1  # one partition: checkpoints stay in order
     plan.update({s.deliveries_topic(p): s.deliveries_partitions for p in partners})
+    plan[s.topic_broker_epoch] = 1
     return plan
 
 
@@ -100,7 +103,7 @@ def build_relay(hub: Hub) -> Relay:
     s = hub.settings
 
     def ensure(topics: set[str]) -> None:
-        one = {s.topic_deadletter, s.topic_audit_checkpoints}
+        one = {s.topic_deadletter, s.topic_audit_checkpoints, s.topic_broker_epoch}
         counts = {
             t: s.events_partitions
             if t == s.topic_events
@@ -123,6 +126,8 @@ def build_relay(hub: Hub) -> Relay:
         batch_size=s.relay_batch_size,
         poll_interval=s.relay_poll_interval_seconds,
         wakeup=hub.outbox_written,
+        broker_epoch=BrokerEpoch(hub.bootstrap_servers, s.topic_broker_epoch),
+        settler=Settler(hub.session_factory, s),
     )
 
 

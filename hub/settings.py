@@ -74,6 +74,10 @@ class Settings(BaseSettings):
         None, description="Append every signed checkpoint here too (kept apart from the database)."
     )
     topic_audit_checkpoints: str = "hub.audit.checkpoints.v1"
+    topic_broker_epoch: str = Field(
+        "hub.epoch.v1",
+        description="An empty topic whose id tells the relay a broker that forgot its log.",
+    )
     gateway_workers: int | None = Field(
         None,
         ge=1,

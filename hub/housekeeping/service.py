@@ -3,8 +3,10 @@
 Every table here would otherwise grow by a row per event for as long as the hub runs. A row
 goes only once nothing can need it again:
 
-- an outbox row once published (an unpublished row is owed to Kafka and is never touched);
-- a consumer's processed-event mark, which drops a repeat of an event it already applied;
+- an outbox row once settled: every consumer that must apply it did (hub.outbox.settlement).
+  An unsettled row is owed, to Kafka or to a consumer, and is never touched;
+- a consumer's processed-event mark, which drops a repeat of an event it already applied,
+  unless its event is still unsettled (it may be published again, and must be dropped again);
 - a stored answer to an ``Idempotency-Key``, which answers a partner's retry;
 - a pulled message its partner acknowledged;
 - an expired staff session.
@@ -46,8 +48,15 @@ class Sweep:
 def _rules(now: datetime, keep_days: int) -> list[tuple[Any, ColumnElement[bool], datetime]]:
     horizon = now - timedelta(days=keep_days)
     return [
-        (OutboxEvent, OutboxEvent.published_at < horizon, horizon),
-        (ProcessedEvent, ProcessedEvent.processed_at < horizon, horizon),
+        (OutboxEvent, OutboxEvent.settled_at < horizon, horizon),
+        (
+            ProcessedEvent,
+            (ProcessedEvent.processed_at < horizon)
+            & ProcessedEvent.event_id.not_in(
+                select(OutboxEvent.event_id).where(OutboxEvent.settled_at.is_(None))
+            ),
+            horizon,
+        ),
         (IdempotencyRecord, IdempotencyRecord.created_at < horizon, horizon),
         (InboxMessage, InboxMessage.acked_at < horizon, horizon),
         (StaffSession, StaffSession.expires_at < now, now),

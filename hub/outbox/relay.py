@@ -16,7 +16,11 @@ Rules that keep "nothing lost, nothing twice" (design §13):
   between two batches does not meet the old producer either;
 - when the broker answers again but the producer is stuck or failed, it is replaced too;
 - if a send fails, only rows before the first failure are marked, so a person's events are
-  re-sent in order; consumers drop any repeat by event id.
+  re-sent in order; consumers drop any repeat by event id;
+- an acknowledged row is not done until its consumers applied it (hub.outbox.settlement):
+  before every batch the relay asks which broker it is talking to, and on meeting a new one
+  (one that forgot its log) it queues every unsettled row again before sending anything
+  else; between batches it settles the rows its consumers have applied.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from hub import telemetry
 from hub.db import unit_of_work, utcnow
 from hub.kafka.client import BrokerState
 from hub.outbox.models import OutboxEvent
+from hub.outbox.settlement import Settler, meet_broker
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ GONE_CHECK_SECONDS = 1.0
 #: How long an answering broker may leave a send unacknowledged before the producer is
 #: considered broken (after a broker restart it would otherwise wait for ever).
 STUCK_PRODUCER_SECONDS = 15.0
+#: How often the relay settles rows whose consumers have applied them.
+SETTLE_SECONDS = 1.0
 
 
 class BrokerGone(RuntimeError):
@@ -65,6 +72,8 @@ class Relay:
         batch_size: int,
         poll_interval: float,
         wakeup: threading.Event | None = None,
+        broker_epoch: Callable[[], str] | None = None,
+        settler: Settler | None = None,
     ) -> None:
         self._sessions = session_factory
         self._producer_factory = producer_factory
@@ -76,6 +85,10 @@ class Relay:
         self._poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self._producer: Any = None
+        self._broker_epoch = broker_epoch
+        self._epoch: str | None = None
+        self._settler = settler
+        self._settled_at = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set; back off while Kafka is unreachable."""
@@ -92,9 +105,13 @@ class Relay:
                 log.warning("relay.publish_failed", extra={"error": repr(exc), "retry_in": backoff})
                 stop.wait(backoff)
                 continue
+            self._settle()
             if published < self._batch_size:
                 self._idle(stop)
         self._drop_producer()
+        close = getattr(self._broker_epoch, "close", None)
+        if close is not None:
+            close()
 
     def _idle(self, stop: threading.Event) -> None:
         """Wait for a commit signal or the poll interval, whichever is first; stop promptly."""
@@ -108,7 +125,33 @@ class Relay:
             if self._producer is not None and time.monotonic() - checked >= GONE_CHECK_SECONDS:
                 checked = time.monotonic()
                 self._drop_producer_if_broker_gone()
+            self._settle()
         self.wakeup.clear()
+
+    def _settle(self) -> None:
+        """Settle what the consumers applied, at most every ``SETTLE_SECONDS``."""
+        if self._settler is None or time.monotonic() - self._settled_at < SETTLE_SECONDS:
+            return
+        self._settled_at = time.monotonic()
+        try:
+            self._settler.settle()
+        except Exception as exc:  # the database is away: publishing waits for it anyway
+            log.warning("relay.settle_failed", extra={"error": repr(exc)})
+
+    def check_broker(self) -> None:
+        """Before sending: on meeting a broker new to the database, queue the unsettled rows
+        again and start with a fresh producer (the new broker knows none of the old ids)."""
+        if self._broker_epoch is None:
+            return
+        epoch = self._broker_epoch()
+        if epoch == self._epoch:
+            return
+        with unit_of_work(self._sessions) as session:
+            again = meet_broker(session, epoch)
+        if self._epoch is not None or again:
+            self._drop_producer()
+            self._known_topics.clear()
+        self._epoch = epoch
 
     def _drop_producer_if_broker_gone(self) -> None:
         if self._broker_state() == "gone":
@@ -118,6 +161,7 @@ class Relay:
 
     def publish_batch(self) -> int:
         """Send one batch of unpublished rows; return how many there were."""
+        self.check_broker()
         if self._holds_locks():
             # PostgreSQL: row locks (SKIP LOCKED) let several relays share the outbox; they
             # block no inserts, so holding them while Kafka answers is harmless.

@@ -41,11 +41,24 @@ def count(hub: Any, model: Any) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def publish_all(hub: Any, *, at: datetime) -> list[str]:
-    """Mark every outbox row published, as the relay does once Kafka acknowledged it."""
+def settle_all(hub: Any, *, at: datetime) -> list[str]:
+    """Mark every outbox row published and settled, as the relay does once its consumers
+    applied it."""
     with unit_of_work(hub.session_factory) as session:
-        session.execute(update(OutboxEvent).values(published_at=at))
+        session.execute(update(OutboxEvent).values(published_at=at, settled_at=at))
         return list(session.scalars(select(OutboxEvent.event_id)))
+
+
+def publish_unsettled(hub: Any, *, at: datetime) -> list[str]:
+    """Mark the rows not yet published as published; no consumer has applied them all."""
+    with unit_of_work(hub.session_factory) as session:
+        ids = list(
+            session.scalars(select(OutboxEvent.event_id).where(OutboxEvent.published_at.is_(None)))
+        )
+        session.execute(
+            update(OutboxEvent).where(OutboxEvent.published_at.is_(None)).values(published_at=at)
+        )
+        return ids
 
 
 def by_table(sweeps: list[housekeeping.Sweep]) -> dict[str, int]:
@@ -60,7 +73,7 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
     first = client.post("/v1/referrals", json=referral("ES000000011"), headers=ude)
     assert first.status_code == 202, first.text
     t0 = utcnow()
-    published = publish_all(hub, at=t0)
+    published = settle_all(hub, at=t0)
     with unit_of_work(hub.session_factory) as session:
         for event_id in published:
             mark_processed(session, consumer="hub.timeline", event_id=event_id)
@@ -83,13 +96,24 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
         )
         start_session(session, account=account, now=t0 - timedelta(days=2))  # expired
         start_session(session, account=account, now=t0)
+    # Accepted after the others and published, but one consumer has not applied it yet: the
+    # hub still owes it (a broker that forgets would make the relay send it again), and the
+    # mark of the consumer that applied it must stay to drop that repeat.
+    unsettled = client.post(
+        "/v1/referrals", json=referral("ES000000013"), headers=partners.headers(client, "ude")
+    )
+    assert unsettled.status_code == 202, unsettled.text
+    half_applied = publish_unsettled(hub, at=t0)
+    with unit_of_work(hub.session_factory) as session:
+        for event_id in half_applied:
+            mark_processed(session, consumer="router", event_id=event_id)
     # Accepted after the others, and never published: the hub still owes it to Kafka.
     owed = client.post(
         "/v1/referrals", json=referral("ES000000012"), headers=partners.headers(client, "ude")
     )
     assert owed.status_code == 202, owed.text
     unpublished = count(hub, OutboxEvent) - len(published)
-    assert unpublished >= 1
+    assert unpublished >= 1 + len(half_applied)
 
     with unit_of_work(hub.session_factory) as session:
         now = by_table(housekeeping.due(session, now=t0, keep_days=KEEP))
@@ -126,15 +150,16 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
         }
     )
     assert count(hub, OutboxEvent) == unpublished
-    assert (count(hub, ProcessedEvent), count(hub, IdempotencyRecord)) == (0, 0)
+    assert (count(hub, ProcessedEvent), count(hub, IdempotencyRecord)) == (len(half_applied), 0)
     assert (count(hub, InboxMessage), count(hub, StaffSession)) == (0, 0)
 
-    # An unpublished row is owed, however old.
+    # An unpublished or unsettled row is owed, however old, and so are its marks.
     with unit_of_work(hub.session_factory) as session:
         gone = by_table(
             housekeeping.sweep(session, now=t0 + timedelta(days=10_000), keep_days=KEEP)
         )
     assert gone["outbox"] == 0 and count(hub, OutboxEvent) == unpublished
+    assert gone["processed_events"] == 0 and count(hub, ProcessedEvent) == len(half_applied)
 
 
 def test_cli_dry_run_counts_and_the_run_deletes(
@@ -145,7 +170,7 @@ def test_cli_dry_run_counts_and_the_run_deletes(
         "/v1/referrals", json=referral("ES000000013"), headers=partners.headers(client, "ude")
     )
     assert r.status_code == 202, r.text
-    published = publish_all(hub, at=utcnow() - timedelta(days=KEEP + 1))
+    published = settle_all(hub, at=utcnow() - timedelta(days=KEEP + 1))
     env = {"HUB_DATABASE_URL": database_url, "HUB_DATA_DIR": str(tmp_path)}
     runner = CliRunner()
 

@@ -162,11 +162,13 @@ def test_killed_and_restarted_broker_gets_what_the_hub_still_owes(
     broker.kill()
     owed = _accept(running, 30, 100) - published_before
     broker.restart()
-    # The embedded broker forgot everything; the hub re-sends what it still owed, all of it
-    # and nothing else. A repeat is possible: the relay's producer may outlive the restart
-    # and write part of its batch before it is replaced, and the in-memory broker has forgotten
-    # the sequence numbers that would have dropped the re-send (Apache Kafka keeps them).
-    # Consumers drop repeats by event id.
+    # The embedded broker forgot everything; the hub re-sends what it still owes: the events
+    # accepted meanwhile, and those published before that no consumer has applied (none runs
+    # here), all of them and nothing else. A repeat is possible: the relay's producer may
+    # outlive the restart and write part of its batch before it is replaced, and the
+    # in-memory broker has forgotten the sequence numbers that would have dropped the
+    # re-send (Apache Kafka keeps them). Consumers drop repeats by event id.
+    owed |= published_before
     _outbox_drained(running)
     records: list[Any] = []
 

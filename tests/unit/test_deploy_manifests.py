@@ -223,7 +223,7 @@ def code_topic_plan(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict
     plan = runtime.topic_plan(fake_hub)  # type: ignore[arg-type]
     # The names the settings give.
     expected_names = {settings.topic_events, settings.topic_deadletter}
-    expected_names.add(settings.topic_audit_checkpoints)
+    expected_names |= {settings.topic_audit_checkpoints, settings.topic_broker_epoch}
     expected_names |= {settings.deliveries_topic(p) for p in partners}
     assert set(plan) == expected_names
     assert plan[settings.topic_events] == settings.events_partitions

@@ -1,0 +1,154 @@
+"""When an outbox row is done, and what the relay does on meeting a broker it does not know.
+
+A broker's acknowledgement is not the end of an event: the embedded broker keeps its log in
+memory, so whatever it acknowledged but no consumer had applied yet is gone when it
+restarts, and nothing would send it again. So (design §13):
+
+- a row is *published* once the broker acknowledged it, and *settled* once every consumer
+  group that must apply it has done so; their processed-event marks (``processed_events``,
+  written in the transaction of each effect) say so. ``Settler`` finds those rows;
+- the relay knows its broker by an *epoch*: the id the broker gave the hub's epoch topic
+  (hub.kafka.epoch). A broker that forgot its topics, or a different cluster, gives another
+  one. On meeting an epoch the database has not recorded, ``meet_broker`` puts every
+  published but unsettled row back in the queue, and the relay sends them again in outbox
+  order (so in order per key); consumers drop what they had already applied by event id;
+- housekeeping never deletes an unsettled row, nor the marks of its event.
+
+Apache Kafka keeps its log, so in production the epoch never changes and re-publishing
+never happens; only the settling runs, on the few rows of the last seconds.
+
+Which groups must apply a row follows from its topic:
+
+- the events topic: the router, the timeline and the deadline consumers, each of them;
+- a partner's deliveries topic: that partner's inbox (pull) or its push delivery, either;
+- every other topic (checkpoints, the epoch): none, so it settles once published. A dead
+  letter is not settled by the consumer that gave up on it (it marks nothing): it stays
+  owed until staff replay it and it is applied, so a forgetful broker's restart sends it
+  again and it reaches the dead-letter topic again, instead of vanishing with that topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import unit_of_work, utcnow
+from hub.deliveries.service import consumer_name
+from hub.events.models import ProcessedEvent
+from hub.outbox.models import BrokerEpoch, OutboxEvent
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The consumer groups (their names in processed_events) that apply every event.
+EVENT_CONSUMERS = ("router", "timeline", "deadlines")
+#: The name under which pulled deliveries are marked (one consumer for every pull partner).
+INBOX_CONSUMER = "inbox"
+#: Rows looked at per query; one settling pass reads at most ``PAGES`` of them.
+PAGE = 500
+PAGES = 8
+
+
+def required(settings: Settings, topic: str) -> list[frozenset[str]]:
+    """What settles a row of ``topic``: for each set, one of its consumers must have applied it."""
+    if topic == settings.topic_events:
+        return [frozenset({name}) for name in EVENT_CONSUMERS]
+    prefix, suffix = settings.topic_deliveries_prefix, settings.topic_deliveries_suffix
+    if topic.startswith(prefix) and topic.endswith(suffix):
+        partner_id = topic[len(prefix) : len(topic) - len(suffix)]
+        return [frozenset({INBOX_CONSUMER, consumer_name(partner_id)})]
+    return []
+
+
+def is_settled(needs: list[frozenset[str]], applied_by: set[str]) -> bool:
+    """True when every requirement is met by one of the consumers that applied the event."""
+    return all(group & applied_by for group in needs)
+
+
+@dataclass
+class Settler:
+    """Marks published rows settled once their consumers applied them; one per relay."""
+
+    session_factory: sessionmaker[Session]
+    settings: Settings
+    #: Rows up to here were looked at in this round; a row owed for long (a dead letter)
+    #: is looked at once per round, not once per pass.
+    _after: int = 0
+
+    def settle(self) -> int:
+        """One pass over up to ``PAGES`` pages of unsettled rows; how many it settled."""
+        settled = 0
+        for _ in range(PAGES):
+            with unit_of_work(self.session_factory) as session:
+                count, full = self._page(session)
+            settled += count
+            if not full:
+                break
+        return settled
+
+    def _page(self, session: Session) -> tuple[int, bool]:
+        rows = session.execute(
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id)
+            .where(
+                OutboxEvent.settled_at.is_(None),
+                OutboxEvent.published_at.is_not(None),
+                OutboxEvent.id > self._after,
+            )
+            .order_by(OutboxEvent.id)
+            .limit(PAGE)
+        ).all()
+        full = len(rows) == PAGE
+        self._after = rows[-1].id if full else 0
+        if not rows:
+            return 0, False
+        applied: dict[str, set[str]] = {}
+        for consumer, event_id in session.execute(
+            select(ProcessedEvent.consumer, ProcessedEvent.event_id).where(
+                ProcessedEvent.event_id.in_({r.event_id for r in rows})
+            )
+        ):
+            applied.setdefault(event_id, set()).add(consumer)
+        done = [
+            r.id
+            for r in rows
+            if is_settled(required(self.settings, r.topic), applied.get(r.event_id, set()))
+        ]
+        if done:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(done))
+                .values(settled_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        return len(done), full
+
+
+def meet_broker(session: Session, epoch: str) -> int | None:
+    """Record that the relay publishes to the broker ``epoch``; None if it was known already.
+
+    For a broker new to this database, every published but unsettled row is queued to be
+    published again; returns how many. A database that never recorded a broker adopts the
+    one it meets: it has published nothing anywhere else."""
+    current = session.scalars(select(BrokerEpoch).with_for_update()).first()
+    if current is not None and current.epoch == epoch:
+        return None
+    if current is None:
+        session.add(BrokerEpoch(id=1, epoch=epoch, met_at=utcnow()))
+        log.info("relay.broker_adopted", extra={"epoch": epoch})
+        return 0
+    result = session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.settled_at.is_(None), OutboxEvent.published_at.is_not(None))
+        .values(published_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    again = int(getattr(result, "rowcount", 0) or 0)
+    log.warning(
+        "relay.broker_new",
+        extra={"epoch": epoch, "previous": current.epoch, "republishing": again},
+    )
+    current.epoch, current.met_at = epoch, utcnow()
+    return again
