@@ -128,6 +128,8 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     assert 0 < points["hub.delivery.latency.sum"] < 60
     assert points["hub.partners.paused"] == 0
     assert points["hub.outbox.oldest_age"] == 0
+    # The refused copy was dead-lettered, not applied: it stays owed until a replay is.
+    assert points["hub.outbox.unsettled_age"] > 0
     # No sequencer runs here, so the calls above wait for a checkpoint: what an alert watches.
     assert points["hub.audit.unsequenced_age"] > 0
     assert points["hub.consumer.lag"] >= 0  # measured per group and partition
