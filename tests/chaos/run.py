@@ -3,16 +3,20 @@ lets the system settle, and checks the ledger of acknowledged referrals against 
 partners received.
 
     python -m tests.chaos.run [--short] [--scenario NAME ...] [--json out.json]
-        [--database-url URL]
+        [--database-url URL] [--kills N]
 
 Passes only with nothing lost, no duplicate effect at a partner and nothing misrouted (and,
-for the malformed scenario, dead-letter precision and recall of 1). See docs/chaos.md.
+for the malformed scenario, dead-letter precision and recall of 1). The ledger scenarios
+(tests.chaos.ledger_scenarios) run the default ``hub up`` instead; they pass only with
+nothing lost, no duplicate effect, no status change or timeline entry missing and no broker
+process left over. See docs/chaos.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import random
 import sys
@@ -34,6 +38,14 @@ from tests.chaos.harness import (
     measure,
     settle,
     wait_until,
+)
+from tests.chaos.ledger_scenarios import (
+    LEDGER_FULL,
+    LEDGER_SCENARIOS,
+    LEDGER_SHORT,
+    LedgerOutcome,
+    ledger_table,
+    run_ledger_scenario,
 )
 from tests.chaos.postgres import PrivatePostgres, available
 
@@ -102,19 +114,27 @@ def broker_pause(ctx: Context) -> Load:
 
 
 def broker_restart(ctx: Context) -> Load:
-    """Kill the in-memory broker once everything so far was consumed, load on while it is
-    down, start it again (empty): the hub must re-publish what it still owes."""
+    """Kill the in-memory broker while it holds events published and not consumed yet, load
+    on while it is down, start it again (empty): the hub must publish again what it owes."""
+    stack = ctx.stack
     warm = ctx.load(0.2, tag="w")
     warm.wait()
-    took = settle(ctx.stack, ctx.ledger, since=time.monotonic(), timeout=ctx.size.settle_timeout)
+    took = settle(stack, ctx.ledger, since=time.monotonic(), timeout=ctx.size.settle_timeout)
     if took is None:
         raise RuntimeError("broker-restart: the warm-up was not delivered before the kill")
-    wait_until(lambda: ctx.stack.unpublished() == 0, 60, "outbox empty before the kill")
+    wait_until(lambda: stack.unpublished() == 0, 60, "outbox empty before the kill")
     time.sleep(1.0)  # the last delivered-events are consumed by the timeline too
-    ctx.stack.broker.kill()
-    load = ctx.load(0.8)
-    time.sleep(min(6.0, _duration(ctx, 0.8) * 0.4))
-    ctx.stack.broker.start()
+    # The consumers are down while the next part is published: the broker alone holds it.
+    for role in CONSUMERS:
+        stack.kill(role)
+    ctx.load(0.2, tag="p").wait()
+    wait_until(lambda: stack.unpublished() == 0, 60, "published, unconsumed, before the kill")
+    stack.broker.kill()
+    for role in CONSUMERS:
+        stack.spawn(role)
+    load = ctx.load(0.6)
+    time.sleep(min(6.0, _duration(ctx, 0.6) * 0.4))
+    stack.broker.start()
     ctx.fault_end = time.monotonic()
     load.wait()
     return load
@@ -144,7 +164,11 @@ def gateway_kill(ctx: Context) -> Load:
         time.sleep(ctx.rng.uniform(0.8, 1.5))
         with ledger.answered:
             seen = ledger.answers
-            ledger.answered.wait_for(lambda s=seen: ledger.answers > s or not load.running, 5)
+
+            def answered_since(seen: int = seen) -> bool:
+                return ledger.answers > seen or not load.running
+
+            ledger.answered.wait_for(answered_since, 5)
             if not load.running:
                 break
             stack.kill("gateway")  # under the lock: no answer is counted meanwhile
@@ -234,6 +258,8 @@ SCENARIOS: dict[str, Scenario] = {
 SHORT_SCENARIOS = ("broker-restart", "consumer-kill", "relay-kill", "gateway-kill", "malformed")
 #: Scenarios on a PostgreSQL server of their own (tests.chaos.postgres), whatever the database.
 OWN_DATABASE = ("postgres-restart",)
+#: Ledger scenarios CI runs (the default hub up: SQLite, embedded broker).
+LEDGER_SHORT_SCENARIOS = ("hub-up-kill", "hub-up-broker-kill")
 
 
 def _duration(ctx: Context, fraction: float = 1.0) -> float:
@@ -302,7 +328,7 @@ COLUMNS = [
     ("order", 6),
     ("mal P/R", 9),
     ("recov s", 8),
-    ("kills", 20),
+    ("kills", 30),
     ("pass", 5),
 ]
 
@@ -338,51 +364,84 @@ def table(results: dict[str, Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
     parser.add_argument("--short", action="store_true", help="small load, CI's scenarios")
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument("--scenario", action="append", choices=[*SCENARIOS, *LEDGER_SCENARIOS])
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(
         "--database-url",
-        help="default: a fresh SQLite file per scenario; PostgreSQL: a fresh schema each",
+        help="default: a fresh SQLite file per scenario; PostgreSQL: a fresh schema each "
+        "(ledger scenarios always run the default hub up, on SQLite)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, help="faults per ledger scenario (default 3)")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp dir)")
     args = parser.parse_args(argv)
     size = SHORT if args.short else FULL
-    names = args.scenario or (list(SHORT_SCENARIOS) if args.short else list(SCENARIOS))
+    ledger_size = LEDGER_SHORT if args.short else LEDGER_FULL
+    if args.kills is not None:
+        ledger_size = dataclasses.replace(ledger_size, kills=args.kills)
+    short = [*SHORT_SCENARIOS, *LEDGER_SHORT_SCENARIOS]
+    names = args.scenario or (short if args.short else [*SCENARIOS, *LEDGER_SCENARIOS])
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hub-chaos-"))
     results: dict[str, Outcome] = {}
+    ledgers: dict[str, LedgerOutcome] = {}
+    seconds: dict[str, float] = {}
     skipped = {n: why for n in names if n in OWN_DATABASE and (why := available())}
     for name in [n for n in names if n not in skipped]:
         started = time.monotonic()
         print(f"[chaos] {name} ...", file=sys.stderr, flush=True)
-        with contextlib.ExitStack() as scope:
-            url = args.database_url
-            if url and url.startswith("postgresql") and name not in OWN_DATABASE:
-                from tests.conftest import _pg_schema  # a fresh schema per scenario
-
-                url = scope.enter_context(contextlib.contextmanager(_pg_schema)(url))
-            results[name] = run_scenario(
-                name, database_url=url, size=size, workdir=workdir, seed=args.seed
+        outcome: Outcome | LedgerOutcome
+        if name in LEDGER_SCENARIOS:
+            outcome = ledgers[name] = run_ledger_scenario(
+                name, size=ledger_size, workdir=workdir, seed=args.seed
             )
+        else:
+            outcome = results[name] = _run_stack_scenario(name, args, size, workdir)
+        seconds[name] = round(time.monotonic() - started, 1)
         print(
-            f"[chaos] {name}: {'pass' if results[name].passed else 'FAIL'} "
-            f"in {time.monotonic() - started:.0f} s; notes: {results[name].notes}",
+            f"[chaos] {name}: {'pass' if outcome.passed else 'FAIL'} "
+            f"in {seconds[name]:.0f} s; notes: {outcome.notes}",
             file=sys.stderr,
             flush=True,
         )
-    print(table(results))
-    for skipped_name, reason in skipped.items():
-        print(f"skipped {skipped_name}: {reason}")
-    print(f"logs: {workdir}")
+    _report(results, ledgers, skipped, workdir)
     if args.json:
         doc: dict[str, Any] = {
             "size": size.__dict__,
+            "ledger_size": ledger_size.__dict__,
             "database": args.database_url or "sqlite",
             "results": {n: o.as_dict() for n, o in results.items()},
+            "ledger_results": {n: o.as_dict() for n, o in ledgers.items()},
+            "seconds": seconds,
             "skipped": skipped,
         }
         args.json.write_text(json.dumps(doc, indent=2))
-    return 0 if all(o.passed for o in results.values()) else 1
+    passed = [o.passed for o in results.values()] + [o.passed for o in ledgers.values()]
+    return 0 if all(passed) else 1
+
+
+def _run_stack_scenario(name: str, args: argparse.Namespace, size: Size, workdir: Path) -> Outcome:
+    with contextlib.ExitStack() as scope:
+        url = args.database_url
+        if url and url.startswith("postgresql") and name not in OWN_DATABASE:
+            from tests.conftest import _pg_schema  # a fresh schema per scenario
+
+            url = scope.enter_context(contextlib.contextmanager(_pg_schema)(url))
+        return run_scenario(name, database_url=url, size=size, workdir=workdir, seed=args.seed)
+
+
+def _report(
+    results: dict[str, Outcome],
+    ledgers: dict[str, LedgerOutcome],
+    skipped: dict[str, str],
+    workdir: Path,
+) -> None:
+    if results:
+        print(table(results))
+    if ledgers:
+        print(ledger_table(ledgers))
+    for skipped_name, reason in skipped.items():
+        print(f"skipped {skipped_name}: {reason}")
+    print(f"logs: {workdir}")
 
 
 if __name__ == "__main__":

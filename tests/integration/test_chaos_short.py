@@ -4,6 +4,10 @@ Each scenario runs on a fresh broker and database (postgres-restart: on a Postgr
 of its own, started and crashed by the scenario) with the gateway, relay and consumers as
 processes; it fails on any acknowledged referral lost, any duplicate effect at a partner,
 any misrouted delivery, or (malformed records) dead-letter precision or recall below 1.
+
+The ledger scenarios run the default ``hub up`` (SQLite, embedded broker) as a process,
+SIGKILLed whole or its broker alone; they fail on any acknowledged referral lost, any
+duplicate effect, any status change or timeline entry missing, or a broker process left.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.chaos import postgres
-from tests.chaos.run import OWN_DATABASE, SHORT, SHORT_SCENARIOS, run_scenario
+from tests.chaos.ledger_scenarios import LEDGER_SHORT, run_ledger_scenario
+from tests.chaos.run import (
+    LEDGER_SHORT_SCENARIOS,
+    OWN_DATABASE,
+    SHORT,
+    SHORT_SCENARIOS,
+    run_scenario,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +54,18 @@ def _check(scenario: str, database_url: str | None, tmp_path: Path) -> None:
         assert outcome.malformed_precision == 1.0, summary
         assert outcome.malformed_recall == 1.0, summary
     assert outcome.settled, summary
+
+
+@pytest.mark.parametrize("scenario", LEDGER_SHORT_SCENARIOS)
+def test_chaos_ledger_short(scenario: str, tmp_path: Path) -> None:
+    """The default hub up under load, killed three times: the partners' ledger is complete."""
+    outcome = run_ledger_scenario(scenario, size=LEDGER_SHORT, workdir=tmp_path)
+    summary = outcome.as_dict()
+    assert sum(outcome.kills.values()) == LEDGER_SHORT.kills, summary
+    assert outcome.acknowledged == LEDGER_SHORT.referrals, summary
+    assert outcome.lost == 0, summary
+    assert outcome.duplicate_effects == 0, summary
+    assert outcome.missing_status_changes == 0, summary
+    assert outcome.status_changes > 0, summary
+    assert outcome.missing_timeline == 0, summary
+    assert outcome.brokers_left == 0, summary
