@@ -15,6 +15,7 @@ from hub.db import utcnow
 from hub.deadlines.service import overdue_counts
 from hub.deliveries.models import DeliveryState
 from hub.outbox.models import OutboxEvent
+from hub.outbox.settlement import oldest_unsettled
 
 Reading = Iterable[tuple[float, dict[str, str]]]
 
@@ -40,11 +41,7 @@ def register(session_factory: sessionmaker[Session]) -> None:
         # Published but not yet applied by every consumer: what a forgetful broker's restart
         # would make the relay send again. Growing means a consumer group is not running.
         with session_factory() as session:
-            oldest = session.scalar(
-                select(func.min(OutboxEvent.published_at)).where(
-                    OutboxEvent.settled_at.is_(None), OutboxEvent.published_at.is_not(None)
-                )
-            )
+            oldest = oldest_unsettled(session)
         return [((utcnow() - oldest).total_seconds() if oldest is not None else 0.0, {})]
 
     def unsequenced() -> Reading:

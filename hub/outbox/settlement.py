@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -126,6 +127,22 @@ class Settler:
         return len(done), full
 
 
+def oldest_unsettled(session: Session) -> datetime | None:
+    """When the first published row that is still unsettled (in outbox order) was published."""
+    # Read through the index of unsettled rows (``id > 0`` keeps SQLite off the index of
+    # every published row).
+    return session.scalar(
+        select(OutboxEvent.published_at)
+        .where(
+            OutboxEvent.settled_at.is_(None),
+            OutboxEvent.published_at.is_not(None),
+            OutboxEvent.id > 0,
+        )
+        .order_by(OutboxEvent.id)
+        .limit(1)
+    )
+
+
 def meet_broker(session: Session, epoch: str) -> int | None:
     """Record that the relay publishes to the broker ``epoch``; None if it was known already.
 
@@ -139,9 +156,14 @@ def meet_broker(session: Session, epoch: str) -> int | None:
         session.add(BrokerEpoch(id=1, epoch=epoch, met_at=utcnow()))
         log.info("relay.broker_adopted", extra={"epoch": epoch})
         return 0
+    # ``id > 0`` keeps SQLite on the index of unsettled rows instead of every published one.
     result = session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.settled_at.is_(None), OutboxEvent.published_at.is_not(None))
+        .where(
+            OutboxEvent.settled_at.is_(None),
+            OutboxEvent.published_at.is_not(None),
+            OutboxEvent.id > 0,
+        )
         .values(published_at=None)
         .execution_options(synchronize_session=False)
     )
