@@ -102,8 +102,10 @@ class LedgerContext:
 
     def up_times(self) -> list[float]:
         """How long the hub runs before each fault: random, from 1.5 s (its consumers may
-        not have joined their groups yet) to the load's length over the number of faults."""
-        longest = max(2.0, min(6.0, self.size.referrals / self.size.rate / self.size.kills))
+        not have joined their groups yet) to 0.8 of the load's length over the number of
+        faults, so that every fault falls within the load (which a restart only delays)."""
+        load = self.size.referrals / self.size.rate
+        longest = max(2.0, min(6.0, 0.8 * load / self.size.kills))
         return [self.rng.uniform(1.5, longest) for _ in range(self.size.kills)]
 
     def wait_for_fault(self, up_for: float) -> bool:
