@@ -69,6 +69,21 @@ class ConsentRequired(HubError):
     status, slug, title = 403, "consent-required", "Consent required"
 
 
+class ConsentWithdrawn(HubError):
+    """Data that flowed on the person's consent is not served since the consent was withdrawn.
+
+    403, not 451: the caller is who it claims and the resource exists, but the hub refuses to
+    make it available (RFC 9110 §15.5.4), and no other credentials would change that. 451
+    (RFC 7725) is meant for blocking on a legal demand by an outside authority and asks for a
+    ``blocked-by`` link naming it; here the hub itself applies Art. 7(3) GDPR. A 403 is also
+    what the gateway records in the audit as a refused call, so the data protection officer
+    sees every read refused for a withdrawn consent. Clients tell it from other 403s by its
+    ``type``; ``withdrawn_at`` says since when (absent when no consent was ever recorded).
+    """
+
+    status, slug, title = 403, "consent-withdrawn", "Consent withdrawn"
+
+
 class InsufficientScope(HubError):
     status, slug, title = 403, "insufficient-scope", "Insufficient scope"
 

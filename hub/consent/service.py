@@ -151,6 +151,18 @@ def covering(
     return None
 
 
+def last_withdrawn(
+    session: Session, *, person_id: str, purpose: str, partners: set[str]
+) -> Consent | None:
+    """The person's most recently withdrawn consent for this purpose covering these partners."""
+    withdrawn = [
+        c
+        for c in for_person(session, person_id=person_id)
+        if c.withdrawn_at is not None and c.purpose == purpose and partners <= set(c.partners)
+    ]
+    return max(withdrawn, key=lambda c: c.withdrawn_at or c.recorded_at, default=None)
+
+
 def _actor_type(by: str) -> str:
     return "staff" if by.startswith("staff:") else "system" if by.startswith("cli:") else "partner"
 

@@ -1,17 +1,29 @@
 """Routing one event to one recipient: policy and consent checked again, then the
-recipient's minimised copy staged in the outbox, or the event held with its reason."""
+recipient's minimised copy staged in the outbox, or the event held with its reason.
+
+The consent check here is the one every later stage repeats before it makes a routed copy
+available (the pull inbox, push delivery, the partner API's reads): a copy routed before
+the consent was withdrawn is held there exactly like the router holds an event, and a
+release sends it on once consent is given again.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.consent.service import covering
+from hub.consent.service import covering, last_withdrawn
 from hub.db import utcnow
+from hub.errors import ConsentWithdrawn
+from hub.events.service import already_processed
+from hub.inbox.service import put as put_in_inbox
 from hub.kafka.cloudevents import from_headers, to_headers
-from hub.outbox.service import add_json
+from hub.outbox.models import OutboxEvent
+from hub.outbox.service import add_json, add_row
+from hub.outbox.settlement import INBOX_CONSUMER
 from hub.policy.model import Policy, Route
 from hub.policy.projection import project
 from hub.routing.models import RoutingHold
@@ -23,27 +35,86 @@ def blocked_reason(
     session: Session, policy: Policy, data: dict[str, Any]
 ) -> tuple[Route | None, str | None]:
     """The route of a referral event, and why it may not flow now (None when it may)."""
-    route = policy.route(
-        str(data.get("requester")), str(data.get("performer")), str(data.get("referral_type"))
-    )
+    route = _route_of(policy, data)
     if route is None:
         return None, "route is no longer in the route policy"
+    return route, consent_reason(session, route, str(data.get("person_id")))
+
+
+def consent_reason(session: Session, route: Route, person_id: str) -> str | None:
+    """Why a consent-based route may not carry this person's data now (None when it may)."""
     if (
         route.needs_consent
         and covering(
             session,
-            person_id=str(data.get("person_id")),
+            person_id=person_id,
             purpose=route.purpose,
             partners={route.requester, route.performer},
         )
         is None
     ):
         return (
-            route,
             f"no active consent for {route.purpose} between {route.requester} and "
-            f"{route.performer} (withdrawn or never given)",
+            f"{route.performer} (withdrawn or never given)"
         )
-    return route, None
+    return None
+
+
+def withheld_reason(session: Session, policy: Policy, data: dict[str, Any]) -> str | None:
+    """Why a copy routed earlier may not be made available now for lack of consent.
+
+    Only consent counts here: a route dropped from the policy since does not take back what
+    was routed while it stood (that is for staff to decide); a withdrawn consent does.
+    """
+    route = _route_of(policy, data)
+    return None if route is None else consent_reason(session, route, str(data.get("person_id")))
+
+
+def needs_consent(policy: Policy, data: dict[str, Any]) -> bool:
+    """True when the event belongs to a route whose legal basis is consent (no query)."""
+    route = _route_of(policy, data)
+    return route is not None and route.needs_consent
+
+
+def withheld(
+    session: Session, policy: Policy, *, event_id: str, recipient: str, data: dict[str, Any]
+) -> str | None:
+    """Why a routed copy may not reach ``recipient`` now (None when it may): its consent is
+    gone, or the event is held for that recipient already (only a release sends it on)."""
+    if not needs_consent(policy, data):
+        return None
+    earlier = held(session, event_id=event_id, recipient=recipient)
+    if earlier is not None:
+        return earlier.reason
+    return withheld_reason(session, policy, data)
+
+
+def require_consent(session: Session, policy: Policy, data: dict[str, Any]) -> None:
+    """Raise ``ConsentWithdrawn``, with the date, when consent no longer covers this data."""
+    route = _route_of(policy, data)
+    person_id = str(data.get("person_id"))
+    if route is None or consent_reason(session, route, person_id) is None:
+        return
+    partners = {route.requester, route.performer}
+    consent = last_withdrawn(session, person_id=person_id, purpose=route.purpose, partners=partners)
+    if consent is None or consent.withdrawn_at is None:
+        raise ConsentWithdrawn(
+            f"{route.name} rests on the person's consent for {route.purpose}; none is active",
+            purpose=route.purpose,
+        )
+    raise ConsentWithdrawn(
+        f"the person withdrew their consent for {route.purpose} on "
+        f"{consent.withdrawn_at.date().isoformat()}; what flowed on it is no longer served",
+        purpose=route.purpose,
+        consent_id=consent.id,
+        withdrawn_at=consent.withdrawn_at.isoformat(),
+    )
+
+
+def _route_of(policy: Policy, data: dict[str, Any]) -> Route | None:
+    return policy.route(
+        str(data.get("requester")), str(data.get("performer")), str(data.get("referral_type"))
+    )
 
 
 def send(
@@ -54,15 +125,24 @@ def send(
     data: dict[str, Any],
     recipient: str,
     route: Route,
+    replay: int = 0,
 ) -> None:
-    """Stage the recipient's minimised copy of the event."""
+    """Stage the recipient's minimised copy of the event (``replay`` > 0: once more)."""
     routed = attrs.model_copy(update={"extensions": {**attrs.extensions, "recipient": recipient}})
-    add_json(
-        session,
-        topic=settings.deliveries_topic(recipient),
-        attrs=routed,
-        data=project(attrs.type, data, route),
+    topic = settings.deliveries_topic(recipient)
+    copy = project(attrs.type, data, route)
+    if not replay:
+        add_json(session, topic=topic, attrs=routed, data=copy)
+        return
+    row = OutboxEvent(
+        event_id=routed.id,
+        topic=topic,
+        key=routed.partitionkey,
+        headers=[[name, value.decode()] for name, value in to_headers(routed)],
+        value=json.dumps(copy, separators=(",", ":")),
+        replay=replay,
     )
+    add_row(session, row)
 
 
 def hold(
@@ -73,7 +153,20 @@ def hold(
     recipient: str,
     reason: str,
 ) -> None:
-    """Keep the event back, with the reason staff will see; never drop it silently."""
+    """Keep the event back, with the reason staff will see; never drop it silently.
+
+    One hold per event and recipient: an event released and caught again on its way (the
+    consent withdrawn once more) is held again in the same row.
+    """
+    headers = [[k, v.decode()] for k, v in to_headers(attrs)]
+    stmt = select(RoutingHold).where(
+        RoutingHold.event_id == attrs.id, RoutingHold.recipient == recipient
+    )
+    earlier = session.scalars(stmt).first()
+    if earlier is not None:
+        earlier.reason, earlier.headers, earlier.data = reason, headers, data
+        earlier.held_at, earlier.released_at = utcnow(), None
+        return
     session.add(
         RoutingHold(
             event_id=attrs.id,
@@ -82,10 +175,20 @@ def hold(
             referral_id=attrs.subject,
             person_id=str(data.get("person_id")),
             reason=reason,
-            headers=[[k, v.decode()] for k, v in to_headers(attrs)],
+            headers=headers,
             data=data,
         )
     )
+
+
+def held(session: Session, *, event_id: str, recipient: str) -> RoutingHold | None:
+    """The unreleased hold of this event for this recipient, if there is one."""
+    stmt = select(RoutingHold).where(
+        RoutingHold.event_id == event_id,
+        RoutingHold.recipient == recipient,
+        RoutingHold.released_at.is_(None),
+    )
+    return session.scalars(stmt).first()
 
 
 def holds_for_referral(session: Session, referral_id: str) -> list[RoutingHold]:
@@ -115,13 +218,36 @@ def release(
         hold.reason = reason or "no route"
         return hold.reason
     attrs = from_headers([(k, v.encode()) for k, v in hold.headers])
-    send(
-        session,
-        settings=settings,
-        attrs=attrs,
-        data=hold.data,
-        recipient=hold.recipient,
-        route=route,
-    )
+    if already_processed(session, consumer=INBOX_CONSUMER, event_id=hold.event_id):
+        # Held by (or taken back from) the pull inbox: the inbox consumer would drop a copy
+        # sent again as a repeat, so the release puts it back into the inbox itself.
+        put_in_inbox(
+            session,
+            partner_id=hold.recipient,
+            event_id=hold.event_id,
+            event_type=hold.event_type,
+            referral_id=hold.referral_id,
+            data=project(attrs.type, hold.data, route),
+        )
+    else:
+        send(
+            session,
+            settings=settings,
+            attrs=attrs,
+            data=hold.data,
+            recipient=hold.recipient,
+            route=route,
+            replay=_next_replay(session, settings.deliveries_topic(hold.recipient), attrs.id),
+        )
     hold.released_at = utcnow()
     return None
+
+
+def _next_replay(session: Session, topic: str, event_id: str) -> int:
+    """0 for a copy never staged; one more than the last for a copy held after routing."""
+    last = session.scalar(
+        select(func.max(OutboxEvent.replay)).where(
+            OutboxEvent.topic == topic, OutboxEvent.event_id == event_id
+        )
+    )
+    return 0 if last is None else int(last) + 1
