@@ -1,21 +1,18 @@
-"""Pull delivery: what the router routed to a partner lands in that partner's inbox."""
+"""Pull delivery: what the router routed to a partner lands in that partner's inbox.
+
+The router's consent check is made again here: a copy routed before its consent was
+withdrawn is held, not filed (hub/inbox/consent.py).
+"""
 
 from __future__ import annotations
 
 from consumers.runner import Context, Event, PermanentError
-from hub.inbox.service import put
+from hub.inbox.consent import receive
 
 
 def handle(event: Event, ctx: Context) -> None:
-    """Put one routed event into its recipient's inbox."""
+    """Put one routed event into its recipient's inbox (held if its consent is gone)."""
     recipient = event.attrs.extensions.get("recipient")
     if not recipient or ctx.settings.deliveries_topic(recipient) != event.topic:
         raise PermanentError(f"routed event on {event.topic} names recipient {recipient!r}")
-    put(
-        ctx.session,
-        partner_id=recipient,
-        event_id=event.attrs.id,
-        event_type=event.attrs.type,
-        referral_id=event.attrs.subject,
-        data=event.data,
-    )
+    receive(ctx.session, policy=ctx.policy, attrs=event.attrs, recipient=recipient, data=event.data)

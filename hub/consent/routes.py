@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path
 
-from hub.api.deps import SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, caller
 from hub.api.problems import PROBLEM_RESPONSES
-from hub.consent import service
+from hub.consent import service, withdrawal
 from hub.consent.models import Consent
 from hub.partners.models import Partner
 from schemas.messages import ConsentCreate, ConsentView
@@ -52,10 +52,14 @@ def list_consents(
 def withdraw_consent(
     consent_id: UUID,
     session: SessionDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("consent:write"))],
 ) -> ConsentView:
-    """From now on, flows that rely on it stop; events not yet routed are held."""
-    return view_of(service.withdraw(session, consent_id=str(consent_id), by=partner.id))
+    """From now on, flows that rely on it stop; what has not reached its partner is held."""
+    withdrawn = withdrawal.withdraw(
+        session, consent_id=str(consent_id), by=partner.id, policy=policy
+    )
+    return view_of(withdrawn)
 
 
 def view_of(consent: Consent) -> ConsentView:

@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from hub.api.deps import SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, caller
 from hub.api.problems import PROBLEM_RESPONSES
-from hub.inbox import service
+from hub.inbox import consent, service
 from hub.partners.models import Partner
 from schemas.messages import InboxItem, InboxPage
 
@@ -19,12 +19,18 @@ router = APIRouter(prefix="/v1/inbox", tags=["inbox"], responses=PROBLEM_RESPONS
 @router.get("", response_model=InboxPage, summary="Fetch messages routed to you")
 def read_inbox(
     session: SessionDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("inbox:read"))],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> InboxPage:
-    """Unacknowledged messages, oldest first; acknowledge each one once it is processed."""
-    rows, next_cursor = service.pending(session, partner_id=partner.id, limit=limit, cursor=cursor)
+    """Unacknowledged messages, oldest first; acknowledge each one once it is processed.
+
+    A message that rests on a consent withdrawn since is no longer served (acknowledging it
+    answers why)."""
+    rows, next_cursor = consent.pending(
+        session, policy=policy, partner_id=partner.id, limit=limit, cursor=cursor
+    )
     items = [
         InboxItem(
             event_id=UUID(r.event_id),
@@ -42,8 +48,9 @@ def read_inbox(
 def ack_message(
     event_id: UUID,
     session: SessionDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("inbox:read"))],
 ) -> Response:
     """Mark a message as processed; repeating the ack is harmless."""
-    service.ack(session, partner_id=partner.id, event_id=str(event_id))
+    consent.ack(session, policy=policy, partner_id=partner.id, event_id=str(event_id))
     return Response(status_code=204)

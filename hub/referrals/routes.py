@@ -72,10 +72,13 @@ def read_referral(
     session: SessionDep,
     settings: SettingsDep,
     catalogue: CatalogueDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("referrals:read"))],
 ) -> ReferralView:
     """The referral with its status history and deadline clocks; 404 for non-participants."""
-    referral = service.get_referral(session, referral_id=str(referral_id), viewer=partner.id)
+    referral = service.get_referral(
+        session, referral_id=str(referral_id), viewer=partner.id, policy=policy
+    )
     return view_of(
         referral,
         service.payload_of(session, referral),
@@ -87,6 +90,7 @@ def read_referral(
 @router.get("", response_model=ReferralPage, summary="List your referrals")
 def list_referrals(
     session: SessionDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("referrals:read"))],
     role: Role | None = None,
     status: Status | None = None,
@@ -105,6 +109,7 @@ def list_referrals(
         limit=limit,
         cursor=cursor,
         overdue=overdue,
+        policy=policy,
     )
     return ReferralPage(items=[summary_of(r) for r in rows], next_cursor=next_cursor)
 

@@ -190,11 +190,20 @@ def change_status(
     return referral
 
 
-def get_referral(session: Session, *, referral_id: str, viewer: str) -> Referral:
-    """The referral, if ``viewer`` takes part in it; otherwise it does not exist for them."""
+def get_referral(
+    session: Session, *, referral_id: str, viewer: str, policy: Policy | None = None
+) -> Referral:
+    """The referral, if ``viewer`` takes part in it; otherwise it does not exist for them.
+
+    With ``policy``, a performer is refused (403 ``consent-withdrawn``) a referral whose route
+    rests on a consent the person has withdrawn: the hub no longer makes its data available
+    to it. The requester keeps reading what it sent, with the holds that now stop it.
+    """
     referral = repository.get(session, referral_id)
     if referral is None or viewer not in (referral.requester_id, referral.performer_id):
         raise NotFound(f"no referral {referral_id}")
+    if policy is not None and viewer == referral.performer_id:
+        routing.require_consent(session, policy, _flow(referral))
     return referral
 
 
@@ -219,9 +228,14 @@ def list_referrals(
     limit: int,
     cursor: str | None,
     overdue: bool = False,
+    policy: Policy | None = None,
 ) -> tuple[list[Referral], str | None]:
-    """The viewer's referrals, newest first; ``overdue``: the ones it performs that are late."""
-    return repository.page(
+    """The viewer's referrals, newest first; ``overdue``: the ones it performs that are late.
+
+    With ``policy``, referrals it performs whose consent was withdrawn are left out (a page
+    may come back shorter than ``limit``; the cursor goes on from there).
+    """
+    rows, next_cursor = repository.page(
         session,
         partner_id=viewer,
         role=Role.PERFORMER if overdue else role,
@@ -231,6 +245,25 @@ def list_referrals(
         cursor=cursor,
         only=deadlines.overdue_referral_ids(viewer, utcnow()) if overdue else None,
     )
+    if policy is None:
+        return rows, next_cursor
+    return [r for r in rows if _readable(session, policy, r, viewer)], next_cursor
+
+
+def _flow(referral: Referral) -> dict[str, Any]:
+    """What the route and consent checks need to know of a referral."""
+    return {
+        "requester": referral.requester_id,
+        "performer": referral.performer_id,
+        "referral_type": referral.type,
+        "person_id": referral.person_id,
+    }
+
+
+def _readable(session: Session, policy: Policy, referral: Referral, viewer: str) -> bool:
+    if viewer != referral.performer_id:
+        return True
+    return routing.withheld_reason(session, policy, _flow(referral)) is None
 
 
 def clocks(
