@@ -14,7 +14,12 @@ Unlike the generic runner, a failure here is usually the partner's, not the reco
 - delivered: recorded with the event id in the same transaction as ``referral.delivered``,
   so a repeat (re-delivery after a crash, a second replay) is skipped; the partner also
   receives the event id as ``Idempotency-Key``, which covers a crash between its answer and
-  our record.
+  our record;
+- held: a record of a consent-based route is checked against the person's consent right
+  before each push (the router's check, hub/routing/service.py). Once the consent is gone it
+  is never pushed: it is held exactly like the router holds an event, its offset is
+  committed, and it is *not* marked delivered, so the copy a release stages after a new
+  consent goes out once; a repeat of the record meets its hold and is held again.
 The HTTP calls are made outside any database transaction.
 """
 
@@ -52,16 +57,19 @@ from hub.deliveries import service
 from hub.events.service import processed_among
 from hub.kafka.rejoins import StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
+from hub.policy.model import Policy, load_policy
 from hub.privacy.crypto import ERASED
 from hub.privacy.service import open_event
+from hub.routing import service as routing
 from hub.settings import Settings
+from schemas.catalogue import load_catalogue
 
 log = logging.getLogger(__name__)
 
 #: Pushes in flight to one partner at a time (different persons); httpx pools as many.
 CONCURRENT_PUSHES = 16
 
-Outcome = Literal["delivered", "rejected", "done"]
+Outcome = Literal["delivered", "rejected", "done", "held"]
 
 
 @dataclass
@@ -92,6 +100,7 @@ class DeliveryRunner:
         producer_factory: Callable[[], Any],
         initial_backoff: float = 0.5,
         concurrency: int = CONCURRENT_PUSHES,
+        policy: Policy | None = None,
     ) -> None:
         self.partner_id = partner_id
         self.name = service.consumer_name(partner_id)
@@ -105,6 +114,8 @@ class DeliveryRunner:
         self._concurrency = concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._pause = Pause(initial_backoff)
+        # The route policy the hub runs with (bootstrap loads the same one).
+        self._policy = policy or load_policy(load_catalogue(), settings.policy_file)
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; offsets are committed per poll, after its outcomes."""
@@ -192,7 +203,7 @@ class DeliveryRunner:
         pause = self._pause
         while not stop.is_set():
             pause.wait(stop)
-            if stop.is_set():
+            if stop.is_set() or self._withheld(item, stop):
                 return
             result = self._deliverer.deliver(item.message)
             if result.outcome == "delivered":
@@ -214,6 +225,33 @@ class DeliveryRunner:
             )
             until_database_answers(stop, partial(self._unavailable, result.reason), name=self.name)
 
+    def _withheld(self, item: Item, stop: threading.Event) -> bool:
+        """True when the record may not be pushed now: it is then held (or we stop)."""
+        assert item.event is not None
+        attrs, data = item.event.attrs, item.event.data
+        if not routing.needs_consent(self._policy, data):
+            return False
+        reason: list[str | None] = []
+
+        def check() -> None:
+            with self._sessions() as session:
+                reason[:] = [
+                    routing.withheld(
+                        session,
+                        self._policy,
+                        event_id=attrs.id,
+                        recipient=self.partner_id,
+                        data=data,
+                    )
+                ]
+
+        if not until_database_answers(stop, check, name=self.name):
+            return True  # stopping: left unsettled, delivered again after the restart
+        if reason[0] is None:
+            return False
+        item.outcome, item.reason = "held", reason[0]
+        return True
+
     def _unavailable(self, reason: str) -> None:
         """Show the partner as paused."""
         try:
@@ -232,6 +270,14 @@ class DeliveryRunner:
         def record() -> None:
             with unit_of_work(self._sessions) as session:
                 for item in items:
+                    if item.event is not None and item.outcome == "held":
+                        routing.hold(
+                            session,
+                            attrs=item.event.attrs,
+                            data=item.event.data,
+                            recipient=self.partner_id,
+                            reason=item.reason,
+                        )
                     if item.event is None or item.outcome not in ("delivered", "rejected"):
                         continue
                     attrs, data = item.event.attrs, item.event.data
