@@ -3,7 +3,8 @@
 A new referral goes to its performer; a status change goes to the other party. Just before
 routing, the route policy and (for consent-based routes) the person's consent are checked
 again: a consent withdrawn since the referral was accepted holds the event back with its
-reason, for staff to see and release. Each recipient gets only the fields its route allows.
+reason, for staff to see and release. Each recipient gets only the fields its route allows,
+and of a status change only the codes and notes the route shares with that side.
 The routed copy keeps the event id, so every later hop deduplicates on it.
 """
 

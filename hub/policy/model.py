@@ -1,5 +1,6 @@
 """The route policy: for each requester -> performer -> referral type, the legal basis,
-purpose, the fields the performer may receive, and the retention period.
+purpose, the fields the performer may receive, what each side may see of the other's status
+changes, and the retention period.
 
 A policy that names an unknown partner, referral type or field refuses to load and names
 the line, so a typo can never silently widen (or block) a data flow.
@@ -26,6 +27,20 @@ class PolicyError(ValueError):
     """The policy file is invalid; the message names file and line."""
 
 
+class StatusShare(BaseModel):
+    """What one side of a route may see of the other side's status changes.
+
+    The lifecycle status and its reason code always travel. A business status code travels
+    only when listed, the outcome only together with a code that travels, the free-text note
+    only with ``notes: true``. The default shares neither.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notes: bool = False
+    business_statuses: tuple[str, ...] = ()
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,6 +51,16 @@ class Route(BaseModel):
     legal_basis: str = Field(min_length=1)
     retention_days: int = Field(gt=0)
     fields: tuple[str, ...]
+    status_to_requester: StatusShare = StatusShare()
+    status_to_performer: StatusShare = StatusShare()
+
+    def status_share(self, recipient: str) -> StatusShare:
+        """What ``recipient`` may see of the other side's status changes on this route."""
+        if recipient == self.requester:
+            return self.status_to_requester
+        if recipient == self.performer:
+            return self.status_to_performer
+        return StatusShare()
 
     @property
     def needs_consent(self) -> bool:
@@ -122,6 +147,12 @@ def _route(item: Any, catalogue: Catalogue, where: str) -> Route:
     for field in route.fields:
         if field not in allowed:
             raise PolicyError(f"{where}: unknown field {field!r} for {route.type!r}")
+    for side in ("status_to_requester", "status_to_performer"):
+        for code in getattr(route, side).business_statuses:
+            if code not in rtype.business_statuses:
+                raise PolicyError(
+                    f"{where}: {side}: unknown business status {code!r} for {route.type!r}"
+                )
     return route
 
 

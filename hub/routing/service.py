@@ -130,7 +130,7 @@ def send(
     """Stage the recipient's minimised copy of the event (``replay`` > 0: once more)."""
     routed = attrs.model_copy(update={"extensions": {**attrs.extensions, "recipient": recipient}})
     topic = settings.deliveries_topic(recipient)
-    copy = project(attrs.type, data, route)
+    copy = project(attrs.type, data, route, recipient=recipient)
     if not replay:
         add_json(session, topic=topic, attrs=routed, data=copy)
         return
@@ -227,7 +227,7 @@ def release(
             event_id=hold.event_id,
             event_type=hold.event_type,
             referral_id=hold.referral_id,
-            data=project(attrs.type, hold.data, route),
+            data=project(attrs.type, hold.data, route, recipient=hold.recipient),
         )
     else:
         send(

@@ -97,7 +97,7 @@ def test_nothing_outside_the_policy_reaches_a_recipient(
     top_extra: dict[str, str],
 ) -> None:
     data = event_data(route, person_extra, payload_extra, top_extra)
-    routed = project(EventType.REFERRAL_REQUESTED, data, route)
+    routed = project(EventType.REFERRAL_REQUESTED, data, route, recipient=route.performer)
     assert SENTINEL not in json.dumps(routed)
     native = connector_for(KIND[route.performer]).outbound.to_native(
         EventType.REFERRAL_REQUESTED, routed
