@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.policy.model import Policy
+from hub.policy.model import Policy, Route, StatusShare
 from schemas.catalogue import Catalogue
 
 BEGIN = "<!-- BEGIN generated from the route policy: hub policy record -->"
@@ -30,8 +30,8 @@ def render(policy: Policy, catalogue: Catalogue) -> str:
         f"Policy `{policy.source}`, version {policy.version}, SHA-256 `{policy.digest[:16]}…`.",
         "",
         "| # | Übermittlung (von → an) | Vorgang | Zweck | Rechtsgrundlage | Datenkategorien "
-        "an den Empfänger | Löschfrist |",
-        "|---|---|---|---|---|---|---|",
+        "an den Empfänger | Statusmeldungen an die Gegenseite | Löschfrist |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(policy.routes, 1):
         title = catalogue.types[r.type].title
@@ -39,11 +39,30 @@ def render(policy: Policy, catalogue: Catalogue) -> str:
         basis = "Einwilligung (Art. 6 Abs. 1 lit. a DSGVO)" if r.needs_consent else r.legal_basis
         lines.append(
             f"| {i} | {r.requester} → {r.performer} | {title} (`{r.type}`) | "
-            f"{PURPOSES_DE[r.purpose]} | {basis} | {fields} | "
+            f"{PURPOSES_DE[r.purpose]} | {basis} | {fields} | {status_shares(r)} | "
             f"{r.retention_days} Tage nach Abschluss |"
         )
     lines.append(END)
     return "\n".join(lines)
+
+
+def status_shares(route: Route) -> str:
+    """Per side of the route: which business status codes and whether notes reach it."""
+    if route.requester == route.performer:
+        return "keine (Vorgang innerhalb von " + route.requester + ")"
+    return "<br>".join(
+        f"an {side}: {_share(share)}"
+        for side, share in (
+            (route.requester, route.status_to_requester),
+            (route.performer, route.status_to_performer),
+        )
+    )
+
+
+def _share(share: StatusShare) -> str:
+    codes = ", ".join(f"`{c}`" for c in share.business_statuses)
+    shown = f"Status und Codes {codes}" if codes else "nur Status (keine Codes)"
+    return f"{shown}; {'mit' if share.notes else 'ohne'} Notizen"
 
 
 def replace_in(path: Path, generated: str) -> str:
