@@ -84,6 +84,8 @@ def read_referral(
         service.payload_of(session, referral),
         service.holds(session, referral_id=referral.id),
         service.clocks(session, referral, catalogue=catalogue, settings=settings),
+        viewer=partner.id,
+        policy=policy,
     )
 
 
@@ -111,7 +113,8 @@ def list_referrals(
         overdue=overdue,
         policy=policy,
     )
-    return ReferralPage(items=[summary_of(r) for r in rows], next_cursor=next_cursor)
+    items = [summary_of(r, viewer=partner.id, policy=policy) for r in rows]
+    return ReferralPage(items=items, next_cursor=next_cursor)
 
 
 @router.post("/{referral_id}/status", response_model=ReferralView, summary="Report a status change")
@@ -139,7 +142,13 @@ def change_status(
         )
         # Stored for Idempotency-Key replays, so it must hold no personal data: the payload
         # is left out here (GET the referral for it).
-        view = view_of(referral, {}, service.holds(session, referral_id=referral.id))
+        view = view_of(
+            referral,
+            {},
+            service.holds(session, referral_id=referral.id),
+            viewer=partner.id,
+            policy=policy,
+        )
         return Answer(200, view.model_dump(mode="json"))
 
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))

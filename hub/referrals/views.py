@@ -1,13 +1,20 @@
-"""Turning stored referrals into the API's views."""
+"""Turning stored referrals into the API's views.
+
+A partner reads the other side's status changes as the router sends them: a business status
+code, outcome or note its route does not share is left out (hub/policy/projection.py). Its
+own changes it reads in full.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
 
-from hub.referrals.models import Referral
+from hub.policy.model import Policy, StatusShare
+from hub.policy.projection import shared_status
+from hub.referrals.models import Referral, StatusHistory
 from hub.routing.models import RoutingHold
-from schemas.lifecycle import Status
+from schemas.lifecycle import TRANSITIONS, Role, Status
 from schemas.messages import (
     ClockView,
     ReferralSummary,
@@ -16,14 +23,23 @@ from schemas.messages import (
     StatusEntry,
 )
 
+#: Statuses only the requester sets; every other status after ``requested`` is the performer's.
+_SET_BY_REQUESTER = frozenset(
+    {Status.REQUESTED} | {to for (_, to), role in TRANSITIONS.items() if role == Role.REQUESTER}
+)
+
 
 def view_of(
     referral: Referral,
     payload: dict[str, Any],
     holds: list[RoutingHold] | None = None,
     clocks: list[ClockView] | None = None,
+    *,
+    viewer: str,
+    policy: Policy,
 ) -> ReferralView:
-    """The full view of a referral (with its decrypted payload), history and held deliveries."""
+    """The view ``viewer`` has of a referral: payload, history and held deliveries."""
+    share = _share(referral, viewer, policy)
     return ReferralView(
         clocks=clocks or [],
         holds=[
@@ -32,26 +48,22 @@ def view_of(
             )
             for h in holds or []
         ],
-        **summary_of(referral).model_dump(),
+        **summary_of(referral, viewer=viewer, policy=policy).model_dump(),
         payload=payload,
-        history=[
-            StatusEntry(
-                status=Status(h.status),
-                business_status=h.business_status,
-                reason=h.reason,
-                outcome=h.outcome,
-                set_by=h.set_by,
-                occurred_at=h.occurred_at,
-                recorded_at=h.recorded_at,
-                event_id=UUID(h.event_id),
-            )
-            for h in referral.history
-        ],
+        history=[_entry(h, viewer, share) for h in referral.history],
     )
 
 
-def summary_of(referral: Referral) -> ReferralSummary:
-    """The list view of a referral."""
+def summary_of(referral: Referral, *, viewer: str, policy: Policy) -> ReferralSummary:
+    """The list view of a referral as ``viewer`` may see it."""
+    setter = (
+        referral.requester_id
+        if Status(referral.status) in _SET_BY_REQUESTER
+        else referral.performer_id
+    )
+    code = referral.business_status
+    if setter != viewer and code not in _share(referral, viewer, policy).business_statuses:
+        code = None
     return ReferralSummary(
         id=UUID(referral.id),
         type=referral.type,
@@ -59,7 +71,32 @@ def summary_of(referral: Referral) -> ReferralSummary:
         performer=referral.performer_id,
         person_id=referral.person_id,
         status=Status(referral.status),
-        business_status=referral.business_status,
+        business_status=code,
         created_at=referral.created_at,
         updated_at=referral.updated_at,
+    )
+
+
+def _share(referral: Referral, viewer: str, policy: Policy) -> StatusShare:
+    route = policy.route(referral.requester_id, referral.performer_id, referral.type)
+    return route.status_share(viewer) if route is not None else StatusShare()
+
+
+def _entry(h: StatusHistory, viewer: str, share: StatusShare) -> StatusEntry:
+    change = {
+        "status": h.status,
+        "business_status": h.business_status,
+        "reason": h.reason,
+        "outcome": h.outcome,
+    }
+    shown = change if h.set_by == viewer else shared_status(change, share)
+    return StatusEntry(
+        status=Status(h.status),
+        business_status=shown.get("business_status"),
+        reason=shown.get("reason"),
+        outcome=shown.get("outcome"),
+        set_by=h.set_by,
+        occurred_at=h.occurred_at,
+        recorded_at=h.recorded_at,
+        event_id=UUID(h.event_id),
     )
