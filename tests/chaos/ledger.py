@@ -141,6 +141,9 @@ class Ledger:
     status_events: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     #: event id -> times it was handed out by either inbox (again when an ack was lost)
     receipts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: event ids whose ack was answered 204, and those of them handed out again after that
+    acks: set[str] = field(default_factory=set)
+    after_ack: set[str] = field(default_factory=set)
     last_receipt: float = field(default_factory=time.monotonic)
     #: (seconds into the scenario, what happened) for every fault and restart
     faults: list[tuple[float, str]] = field(default_factory=list)
@@ -159,7 +162,13 @@ class Ledger:
     def received(self, event_id: str) -> None:
         with self.lock:
             self.receipts[event_id] += 1
+            if event_id in self.acks:
+                self.after_ack.add(event_id)
             self.last_receipt = time.monotonic()
+
+    def acknowledged(self, event_id: str) -> None:
+        with self.lock:
+            self.acks.add(event_id)
 
     def fault(self, what: str) -> None:
         with self.lock:
@@ -284,9 +293,12 @@ class Inboxes:
                 r, _ = partner.call("GET", "/v1/inbox?limit=100")
                 items = r.json()["items"] if r.status_code == 200 else []
                 for item in items:
-                    self.ledger.received(item["event_id"])
+                    event_id = item["event_id"]
+                    self.ledger.received(event_id)
                     handle(item)
-                    partner.call("POST", f"/v1/inbox/{item['event_id']}/ack")
+                    ack, _ = partner.call("POST", f"/v1/inbox/{event_id}/ack")
+                    if ack.status_code == 204:  # committed: it must not come back
+                        self.ledger.acknowledged(event_id)
                 if not items:
                     self.stop.wait(POLL_PAUSE)
 

@@ -53,6 +53,7 @@ class LedgerOutcome:
     duplicate_referrals: int = 0  # a second referral for one request (one key)
     duplicate_events: int = 0  # a second event id for one step in an inbox
     duplicate_timeline: int = 0  # a second timeline entry for one step
+    redelivered_after_ack: int = 0  # handed out again after its ack was answered 204
     redelivered: int = 0  # one event id handed out again (its ack was lost): no effect
     status_changes: int = 0  # answered 200
     status_refused: int = 0
@@ -70,7 +71,12 @@ class LedgerOutcome:
 
     @property
     def duplicate_effects(self) -> int:
-        return self.duplicate_referrals + self.duplicate_events + self.duplicate_timeline
+        return (
+            self.duplicate_referrals
+            + self.duplicate_events
+            + self.duplicate_timeline
+            + self.redelivered_after_ack
+        )
 
     @property
     def passed(self) -> bool:
@@ -304,6 +310,7 @@ def measure(outcome: LedgerOutcome, ledger: Ledger, database_url: str) -> None:
         changes = dict(ledger.changes)
         told = {step: set(ids) for step, ids in ledger.status_events.items()}
         receipts = dict(ledger.receipts)
+        after_ack = set(ledger.after_ack)
     outcome.acknowledged = len(acked)
     outcome.refused = sum(1 for r in requests if r.status not in (None, 202))
     outcome.unanswered = sum(1 for r in requests if r.status is None)
@@ -313,7 +320,8 @@ def measure(outcome: LedgerOutcome, ledger: Ledger, database_url: str) -> None:
     outcome.lost, outcome.lost_ids = len(lost), lost
     outcome.duplicate_referrals = sum(len(ids) - 1 for ids in names.values())
     outcome.duplicate_events = sum(len(ids) - 1 for ids in [*requested.values(), *told.values()])
-    outcome.redelivered = sum(1 for n in receipts.values() if n > 1)
+    outcome.redelivered_after_ack = len(after_ack)
+    outcome.redelivered = len({e for e, n in receipts.items() if n > 1} - after_ack)
     made = {step for step, code in changes.items() if code == 200}
     outcome.status_changes = len(made)
     outcome.status_refused = len(changes) - len(made)
