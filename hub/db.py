@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import select
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -53,12 +56,12 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for the URL; SQLite gets WAL, foreign keys, a busy timeout, a private file."""
     if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _private_database_file(Path(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
         # writers take the lock up front instead of failing on upgrade (SQLITE_BUSY).
@@ -70,6 +73,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800, **kwargs)
     event.listen(engine, "checkout", _refuse_closed_by_server)
     return engine
+
+
+def _private_database_file(path: Path) -> None:
+    # The file holds every person's data (sealed or not) and the hub's keys: readable by the
+    # hub's user only. SQLite gives its -wal and -shm files the mode of the database file,
+    # so the file is created 0600 before SQLite first opens it (an empty file is an empty
+    # database), and files left by an older version are tightened on every start.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)
+
+
+def checkpoint_wal(engine: Engine, *, attempts: int = 3) -> bool:
+    """SQLite: copy the WAL into the database file and truncate it; True when complete.
+
+    Until a checkpoint, the WAL keeps the page images a transaction replaced, so bytes an
+    erasure removed from the database stay readable in ``hub.db-wal``. A reader still on
+    an older snapshot keeps the checkpoint from completing: it is tried again briefly.
+    Other databases: nothing to do.
+    """
+    if engine.dialect.name != "sqlite":
+        return True
+    for attempt in range(attempts):
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            # Autocommit (isolation_level None): a checkpoint cannot run inside a transaction.
+            busy, _log, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        if busy == 0:
+            return True
+        time.sleep(0.1 * (attempt + 1))
+    return False
 
 
 def _refuse_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
