@@ -11,10 +11,12 @@ instance (a clock that starts again is a new instance).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.deadlines.calendar import NRWCalendar
@@ -22,7 +24,7 @@ from hub.deadlines.domain import ClockState, StatusPoint, evaluate_all
 from hub.deadlines.models import ClockInstance, DeadlineNotice
 from hub.events.service import attributes_for
 from hub.outbox.service import add_event
-from hub.privacy.service import open_event
+from hub.privacy.service import CLOSED_BY_ERASURE, open_event
 from hub.referrals.models import Referral
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
@@ -51,13 +53,47 @@ def clocks_of(
         StatusPoint(h.status, h.business_status, h.reason, h.occurred_at, h.recorded_at, h.event_id)
         for h in referral.history
     ]
-    return evaluate_all(
+    states = evaluate_all(
         rtype.clocks,
         history,
         accelerated=payload.get("accelerated") is True,
         calendar=nrw_calendar(),
         now=now,
         time_unit_seconds=settings.clock_time_unit_seconds,
+    )
+    closing = referral.history[-1] if referral.history else None
+    if closing is not None and closing.reason == CLOSED_BY_ERASURE:
+        # Whatever a clock's own stop statuses are, nobody works on an erased person's case.
+        return [_stopped(s, closing.occurred_at) for s in states]
+    return states
+
+
+def _stopped(state: ClockState, at: datetime) -> ClockState:
+    if state.state in ("stopped", "not-started"):
+        return state
+    return replace(
+        state,
+        state="stopped",
+        stopped_at=at,
+        stop_reason=CLOSED_BY_ERASURE,
+        time_left=None,
+        suggestion=None,
+    )
+
+
+def stop_clocks(session: Session, *, referral_ids: Collection[str], at: datetime) -> None:
+    """Stop the clocks of referrals closed because their person was erased, at once."""
+    # The deadline consumer would stop them too, once it sees the closing status change;
+    # until then the scheduler could still announce a warning or an expiry.
+    if not referral_ids:
+        return
+    session.execute(
+        update(ClockInstance)
+        .where(
+            ClockInstance.referral_id.in_(list(referral_ids)),
+            ClockInstance.state.in_(("running", "paused", "expired")),
+        )
+        .values(state="stopped", warn_at=None, suggestion=None, updated_at=at)
     )
 
 

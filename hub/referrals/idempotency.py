@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Text, cast, delete, or_
 from sqlalchemy.orm import Session
 
 from hub.db import insert_if_absent
@@ -138,3 +139,18 @@ def _previous(session: Session, partner_id: str, key: str, fingerprint: str) -> 
             "this Idempotency-Key was used for a different request", field="Idempotency-Key"
         )
     return Answer(record.status_code, record.response, record.location)
+
+
+def forget_answers(session: Session, *, naming: Collection[str]) -> None:
+    """Delete the stored answers that name any of these ids (a person, referrals), keys too.
+
+    For erasure and retention: an answer names the person's pseudonym or a referral, and a
+    partner may have built the key from its own identifiers. A repeat of such a request
+    afterwards runs as a new one. The stored answers are matched by their text: the table
+    only holds the answers of the housekeeping window, and erasure is rare.
+    """
+    if not naming:
+        return
+    response = cast(IdempotencyRecord.response, Text)
+    matches = [response.contains(name, autoescape=True) for name in naming]
+    session.execute(delete(IdempotencyRecord).where(or_(*matches)))
