@@ -16,6 +16,7 @@ from hub.consent.service import for_person
 from hub.db import utcnow
 from hub.errors import NotFound
 from hub.people.models import Person, PersonReference
+from hub.privacy.models import PersonKey
 from hub.privacy.service import open_value
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
@@ -35,8 +36,10 @@ def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any
         action="person.exported",
         person_id=person_id,
     )
+    erased = session.scalar(select(PersonKey.erased_at).where(PersonKey.person_id == person_id))
     return {
         "erstellt_am": utcnow().isoformat(),
+        "geloescht_am": erased.isoformat() if erased else None,
         "person": _person(session, person),
         "vermittlungen": [
             _referral(r)
@@ -46,7 +49,9 @@ def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any
                 .order_by(Referral.created_at)
             )
         ],
-        "einwilligungen": [_consent(c) for c in for_person(session, person_id=person_id)],
+        "einwilligungen": [
+            _consent(c, erased=erased is not None) for c in for_person(session, person_id=person_id)
+        ],
         "uebermittlungen": _deliveries(session, person_id),
         "zeitleiste_eintraege": len(
             list(
@@ -90,13 +95,15 @@ def _referral(r: Referral) -> dict[str, Any]:
     }
 
 
-def _consent(c: Any) -> dict[str, Any]:
+def _consent(c: Any, *, erased: bool) -> dict[str, Any]:
+    # Erasure deletes the person's consents; one recorded for the pseudonym afterwards still
+    # must not bring free text into the report of an erased person.
     return {
         "zweck": c.purpose,
         "partner": c.partners,
         "erteilt_am": c.granted_on.isoformat(),
-        "nachweis": c.evidence_reference,
-        "sprache": c.notice_language,
+        "nachweis": None if erased else c.evidence_reference,
+        "sprache": None if erased else c.notice_language,
         "widerrufen_am": c.withdrawn_at.isoformat() if c.withdrawn_at else None,
     }
 
@@ -139,6 +146,13 @@ def render_html(report: dict[str, Any]) -> str:
         f"<li>{e(r['art'])}: {e(r['von'])} → {e(r['an'])}, Status {e(r['status'])}</li>"
         for r in report["vermittlungen"]
     )
+    erased = (
+        f"<p>Die personenbezogenen Daten wurden am {e(report['geloescht_am'])} gelöscht; "
+        "es bleiben das Pseudonym, der Verlauf der Vermittlungen ohne Inhalte und der "
+        "Nachweis der Übermittlungen.</p>\n"
+        if report.get("geloescht_am")
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="de"><head><meta charset="utf-8"><title>Auskunft nach Art. 15 DSGVO</title>
 <style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#111}}
@@ -146,7 +160,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #666;padding:.3rem .5re
 </head><body>
 <h1>Auskunft nach Art. 15 DSGVO</h1>
 <p>Talent Hub des International Talent Center Duisburg, erstellt am {e(report["erstellt_am"])}.</p>
-<h2>Gespeicherte Angaben</h2>
+{erased}<h2>Gespeicherte Angaben</h2>
 <p>Pseudonym {e(p["pseudonym"])}; Name {e(str(p["vorname"] or ""))} {e(str(p["nachname"] or ""))};
 Geburtsdatum {e(str(p["geburtsdatum"] or "—"))}</p>
 <h3>Kennungen der Partner</h3><ul>{refs or "<li>keine</li>"}</ul>

@@ -1,8 +1,9 @@
 """Retention: what outlived the retention period of its route is shredded.
 
 A referral is due when it ended (a terminal status) more than ``retention_days`` ago under
-its route. Its personal data is removed; a person none of whose referrals is still kept is
-erased altogether (crypto-shredding, so copies in Kafka and backups go with it).
+its route. Its personal data is removed (payload, status notes, staff notes, held events,
+stored Idempotency-Key answers that name it); a person none of whose referrals is still
+kept is erased altogether (crypto-shredding, so copies in Kafka and backups go with it).
 
 The job runs every night (deploy/k8s/base/nightly-jobs.yaml), so it does nothing twice: a
 shredded referral carries ``shredded_at`` and is never due again, and a person who is
@@ -15,14 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
 from hub.inbox.models import InboxMessage
 from hub.policy.model import Policy
 from hub.privacy.service import cipher, erase_person
-from hub.referrals.models import Referral, StatusHistory
+from hub.referrals.idempotency import forget_answers
+from hub.referrals.models import Referral, StaffNote, StatusHistory
+from hub.routing.models import RoutingHold
 from schemas.lifecycle import TERMINAL
 
 
@@ -86,12 +89,17 @@ def shred(session: Session, *, policy: Policy, now: datetime, topic: str) -> lis
 
 
 def _shred_referral(session: Session, item: Due, *, now: datetime) -> None:
+    # Staff notes, held events and stored answers are sealed or name the referral: they
+    # would stay readable for as long as the person's key lives (other referrals kept).
     session.execute(
         update(Referral).where(Referral.id == item.referral_id).values(payload={}, shredded_at=now)
     )
     session.execute(
         update(StatusHistory).where(StatusHistory.referral_id == item.referral_id).values(note=None)
     )
+    session.execute(delete(StaffNote).where(StaffNote.referral_id == item.referral_id))
+    session.execute(delete(RoutingHold).where(RoutingHold.referral_id == item.referral_id))
+    forget_answers(session, naming=[item.referral_id])
     session.execute(
         update(InboxMessage)
         .where(InboxMessage.referral_id == item.referral_id)

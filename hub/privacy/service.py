@@ -7,14 +7,18 @@ without threading key material through every call.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
-from hub.db import utcnow
+from hub.consent.models import Consent
+from hub.db import after_commit, checkpoint_wal, utcnow
 from hub.errors import InvalidInput, NotFound
 from hub.events.service import attributes_for
 from hub.inbox.models import InboxMessage
@@ -22,14 +26,21 @@ from hub.outbox.service import add_event
 from hub.people.models import Person, PersonReference
 from hub.privacy.crypto import FieldCipher
 from hub.privacy.keystore import DbKeyStore
+from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
+from schemas.catalogue import load_catalogue
 from schemas.cloudevents import EventType
-from schemas.messages import PersonErased
+from schemas.lifecycle import ACTIVE, Status
+from schemas.messages import PersonErased, ReferralStatusChanged
+
+log = logging.getLogger(__name__)
 
 MASTER_KEYS = "master_keys"
 PERSON_PATHS = ["person.given_name", "person.family_name", "person.birth_date"]
 ERASURE_REASONS = ("request-art-17", "retention-expired", "unlawful-processing", "court-order")
+#: The reason of the ``cancelled`` status the hub gives open referrals of an erased person.
+CLOSED_BY_ERASURE = "person-erased"
 
 
 def cipher(session: Session) -> FieldCipher:
@@ -64,35 +75,25 @@ def open_value(session: Session, person_id: str, value: str | None) -> str | Non
 
 
 def erase_person(session: Session, *, person_id: str, reason: str, by: str, topic: str) -> None:
-    """Delete the person's data key and tombstone what the hub projects about them.
+    """Delete the person's data key and remove what the hub keeps about them elsewhere.
 
     Every encrypted copy (Kafka topics, dead letters, the outbox, backups) becomes unreadable
-    with the key; the rows here lose what little is not encrypted (partner references).
+    with the key. Here the rows lose what is not encrypted, or what would otherwise stay
+    readable until the key goes (see ``_forget_rows``); the person's open referrals are
+    cancelled (``CLOSED_BY_ERASURE``) with their clocks stopped, and each party hears of it
+    by the routed status change; ``person.erased`` closes the timeline. On SQLite the WAL is
+    checkpointed once this commits, so the replaced pages leave ``hub.db-wal`` too.
     """
     if reason not in ERASURE_REASONS:
         raise InvalidInput(f"reason must be one of {', '.join(ERASURE_REASONS)}", field="reason")
     person = session.get(Person, person_id)
     if person is None:
         raise NotFound(f"no person {person_id}")
+    now = utcnow()
+    _close_open_referrals(session, person_id=person_id, topic=topic, now=now)
     cipher(session).keys.erase(person_id)
     person.given_name = person.family_name = person.birth_date = None
-    session.execute(delete(PersonReference).where(PersonReference.person_id == person_id))
-    referral_ids = select(Referral.id).where(Referral.person_id == person_id)
-    session.execute(update(Referral).where(Referral.person_id == person_id).values(payload={}))
-    session.execute(
-        update(StatusHistory).where(StatusHistory.referral_id.in_(referral_ids)).values(note=None)
-    )
-    session.execute(delete(StaffNote).where(StaffNote.person_id == person_id))
-    session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.referral_id.in_(referral_ids))
-        .values(data={"person_id": person_id, "erased": True})
-    )
-    session.execute(
-        update(RoutingHold)
-        .where(RoutingHold.person_id == person_id)
-        .values(data={"person_id": person_id, "erased": True})
-    )
+    _forget_rows(session, person_id)
     audit(
         session,
         actor_type="staff" if by.startswith("staff:") else "system",
@@ -101,7 +102,6 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
         person_id=person_id,
         details={"reason": reason},
     )
-    now = utcnow()
     erased = PersonErased(
         event_id=uuid.uuid4(),
         person_id=person_id,
@@ -114,3 +114,102 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     add_event(
         session, topic=topic, attrs=attributes_for(EventType.PERSON_ERASED, erased), data=erased
     )
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    after_commit(session, lambda: _checkpoint(engine))
+
+
+def _forget_rows(session: Session, person_id: str) -> None:
+    """Remove the person's data from every table that holds it outside the audit log.
+
+    Consents are deleted, not kept with their evidence shredded: the verifiable audit log
+    already holds what Art. 7(1) and 5(2) GDPR require the hub to prove (which consent, for
+    which purpose and partners, recorded by whom and when, withdrawn when), and the evidence
+    itself stays with the partner that recorded it; the row would only add the free-text
+    evidence reference and notice language, which are personal and not needed any more.
+    Staff notes (sealed) and routing holds (an event that can no longer be routed, its data
+    sealed) are deleted; stored Idempotency-Key answers that name the person or one of
+    their referrals go with their keys, which a partner may have built from its own
+    identifiers.
+    """
+    referral_ids = list(session.scalars(select(Referral.id).where(Referral.person_id == person_id)))
+    session.execute(delete(PersonReference).where(PersonReference.person_id == person_id))
+    session.execute(update(Referral).where(Referral.person_id == person_id).values(payload={}))
+    session.execute(
+        update(StatusHistory).where(StatusHistory.referral_id.in_(referral_ids)).values(note=None)
+    )
+    session.execute(delete(StaffNote).where(StaffNote.person_id == person_id))
+    session.execute(delete(Consent).where(Consent.person_id == person_id))
+    session.execute(delete(RoutingHold).where(RoutingHold.person_id == person_id))
+    forget_answers(session, naming=[person_id, *referral_ids])
+    session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.referral_id.in_(referral_ids))
+        .values(data={"person_id": person_id, "erased": True})
+    )
+
+
+def _close_open_referrals(session: Session, *, person_id: str, topic: str, now: datetime) -> None:
+    """Cancel the person's open referrals: nobody can work on them without the person's data.
+
+    ``cancelled`` is the lifecycle's end for work that will not be done; the reason says
+    why. The history entry names the requester, whose move a cancellation is; the event is
+    the hub's, so the router sends it to both parties.
+    """
+    from hub.deadlines.service import stop_clocks  # imports this module
+
+    active = [s.value for s in ACTIVE]
+    referrals = session.scalars(
+        select(Referral).where(Referral.person_id == person_id, Referral.status.in_(active))
+    ).all()
+    catalogue = load_catalogue()
+    for referral in referrals:
+        rtype = catalogue.get(referral.type)
+        event = ReferralStatusChanged(
+            event_id=uuid.uuid4(),
+            referral_id=uuid.UUID(referral.id),
+            person_id=person_id,
+            acting_partner="hub",
+            occurred_at=now,
+            recorded_at=now,
+            purpose=rtype.purpose if rtype else None,
+            legal_basis=rtype.legal_basis if rtype else None,
+            correlation_id=uuid.UUID(referral.correlation_id),
+            referral_type=referral.type,
+            requester=referral.requester_id,
+            performer=referral.performer_id,
+            from_status=Status(referral.status),
+            status=Status.CANCELLED,
+            reason=CLOSED_BY_ERASURE,
+        )
+        referral.status, referral.business_status = Status.CANCELLED.value, None
+        referral.updated_at = now
+        referral.history.append(
+            StatusHistory(
+                referral_id=referral.id,
+                status=Status.CANCELLED.value,
+                reason=CLOSED_BY_ERASURE,
+                set_by=referral.requester_id,
+                occurred_at=now,
+                recorded_at=now,
+                event_id=str(event.event_id),
+            )
+        )
+        add_event(
+            session,
+            topic=topic,
+            attrs=attributes_for(EventType.REFERRAL_STATUS_CHANGED, event),
+            data=event,
+        )
+    stop_clocks(session, referral_ids=[r.id for r in referrals], at=now)
+
+
+def _checkpoint(engine: Engine) -> None:
+    try:
+        complete = checkpoint_wal(engine)
+    except SQLAlchemyError as exc:
+        log.warning("privacy.wal_checkpoint_failed", extra={"error": repr(exc)})
+        return
+    if not complete:
+        # The next erasure's checkpoint, or SQLite's own at 1000 pages, finishes the job.
+        log.warning("privacy.wal_checkpoint_incomplete")
