@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path
 
-from hub.api.deps import SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.timeline import service
@@ -20,22 +20,27 @@ router = APIRouter(prefix="/v1/people", tags=["timeline"], responses=PROBLEM_RES
 def read_timeline(
     person_id: Annotated[str, Path(max_length=70)],
     session: SessionDep,
+    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("timeline:read"))],
 ) -> Timeline:
-    """Entries across partners for the referrals you take part in, oldest first."""
-    rows = service.timeline_for_partner(session, person_id=person_id, viewer=partner.id)
+    """Entries across partners for the referrals you take part in, oldest first.
+
+    Business status codes set by the other side show only where your route shares them."""
+    rows = service.timeline_for_partner(
+        session, person_id=person_id, viewer=partner.id, policy=policy
+    )
     entries = [
         TimelineEntry(
-            event_id=UUID(r.event_id),
-            event_type=r.event_type,
-            source_partner=r.source_partner,
-            referral_id=UUID(r.referral_id) if r.referral_id else None,
-            referral_type=r.referral_type,
-            status=r.status,
+            event_id=UUID(r.entry.event_id),
+            event_type=r.entry.event_type,
+            source_partner=r.entry.source_partner,
+            referral_id=UUID(r.entry.referral_id) if r.entry.referral_id else None,
+            referral_type=r.entry.referral_type,
+            status=r.entry.status,
             business_status=r.business_status,
-            purpose=r.purpose,
-            occurred_at=r.occurred_at,
-            recorded_at=r.recorded_at,
+            purpose=r.entry.purpose,
+            occurred_at=r.entry.occurred_at,
+            recorded_at=r.entry.recorded_at,
         )
         for r in rows
     ]

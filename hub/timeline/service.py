@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub.consent.service import shared_by_consent
 from hub.errors import NotFound
+from hub.policy.model import Policy, StatusShare
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
 from schemas.cloudevents import CloudEventAttributes
@@ -41,21 +44,48 @@ def project(
     )
 
 
-def timeline_for_partner(session: Session, *, person_id: str, viewer: str) -> list[TimelineEntry]:
-    """The person's entries of the referrals ``viewer`` takes part in, oldest first."""
-    referral_ids = select(Referral.id).where(
-        Referral.person_id == person_id,
-        or_(Referral.requester_id == viewer, Referral.performer_id == viewer),
-    )
+def timeline_for_partner(
+    session: Session, *, person_id: str, viewer: str, policy: Policy
+) -> list[PartnerEntry]:
+    """The person's entries of the referrals ``viewer`` takes part in, oldest first.
+
+    A business status code set by the other side shows only where the route shares it with
+    ``viewer``, as in what the router sends (hub/policy/projection.py)."""
+    referrals = {
+        r.id: r
+        for r in session.execute(
+            select(Referral.id, Referral.requester_id, Referral.performer_id, Referral.type).where(
+                Referral.person_id == person_id,
+                or_(Referral.requester_id == viewer, Referral.performer_id == viewer),
+            )
+        )
+    }
+    if not referrals:
+        raise NotFound(f"no person {person_id} in your referrals")
     stmt = (
         select(TimelineEntry)
-        .where(TimelineEntry.person_id == person_id, TimelineEntry.referral_id.in_(referral_ids))
+        .where(TimelineEntry.person_id == person_id, TimelineEntry.referral_id.in_(referrals))
         .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
     )
-    entries = list(session.scalars(stmt))
-    if not entries and session.scalars(referral_ids.limit(1)).first() is None:
-        raise NotFound(f"no person {person_id} in your referrals")
+    entries = []
+    for entry in session.scalars(stmt):
+        code = entry.business_status
+        referral = referrals[entry.referral_id or ""]
+        if code is not None and entry.source_partner != viewer:
+            route = policy.route(referral.requester_id, referral.performer_id, referral.type)
+            share = route.status_share(viewer) if route is not None else StatusShare()
+            if code not in share.business_statuses:
+                code = None
+        entries.append(PartnerEntry(entry, code))
     return entries
+
+
+@dataclass(frozen=True)
+class PartnerEntry:
+    """A timeline entry as a partner may read it: the business status code it may see."""
+
+    entry: TimelineEntry
+    business_status: str | None
 
 
 def timeline_for_staff(

@@ -173,7 +173,7 @@ def main() -> None:
         everything = frozenset(PURPOSES)
         queries: dict[str, Callable[[Any], list[Any]]] = {
             "timeline_for_partner (viewer ude)": lambda s: service.timeline_for_partner(
-                s, person_id=person, viewer="ude"
+                s, person_id=person, viewer="ude", policy=hub.policy
             ),
             "timeline_for_staff (4 purposes)": lambda s: service.timeline_for_staff(
                 s, person_id=person, purposes=everything

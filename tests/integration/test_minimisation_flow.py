@@ -42,7 +42,7 @@ def inbox_of(client: TestClient, headers: dict[str, str], rid: str, count: int) 
 
 def test_status_changes_reach_the_other_side_minimised(running: Running) -> None:
     running.start_relay()
-    for name in ("router", "inbox"):
+    for name in ("router", "inbox", "timeline"):
         running.start_consumer_thread(name)
     p = running.partners
     with api_client(running.hub) as client:
@@ -145,6 +145,37 @@ def test_status_changes_reach_the_other_side_minimised(running: Running) -> None
         ]
         listed = client.get("/v1/referrals", headers=jobcenter).json()["items"]
         assert [i["business_status"] for i in listed if i["id"] == skilled] == [None]
+
+        # So does the person's timeline a partner reads.
+        def codes(referral: dict[str, Any], headers: dict[str, str], n: int) -> list[Any]:
+            """the timeline has every status of the referral"""
+            url = f"/v1/people/{referral['person_id']}/timeline"
+            r = client.get(url, headers=headers)
+            assert r.status_code == 200, r.text
+            changes = [
+                (e["source_partner"], e["business_status"])
+                for e in r.json()["entries"]
+                if e["referral_id"] == referral["id"] and e["status"] is not None
+            ]
+            return changes if len(changes) >= n else []
+
+        assert wait_for(lambda: codes(read_by_amt, amt, 5)) == [
+            ("amt", None),
+            ("jobcenter", None),
+            ("jobcenter", None),
+            ("jobcenter", None),
+            ("jobcenter", "CASE_CLOSED"),
+        ]
+        assert [c for _, c in codes(read_by_amt, jobcenter, 5)][2:4] == [
+            "FIRST_APPOINTMENT_HELD",
+            "RECOGNITION_FUNDING_APPROVED",
+        ]  # its own
+        assert codes(read_by_jobcenter, jobcenter, 3) == [
+            ("jobcenter", None),
+            ("amt", "APPOINTMENT_BOOKED"),
+            ("amt", None),
+        ]
+        assert codes(read_by_jobcenter, amt, 3)[-1] == ("amt", "PERMIT_REFUSED")  # its own
 
         # ... while each side still reads its own changes in full.
         own = client.get(f"/v1/referrals/{skilled}", headers=amt).json()
