@@ -130,4 +130,5 @@ def _delivery_runner(
         producer_factory=lambda: make_producer(
             hub.bootstrap_servers, client_id=f"{settings.kafka_client_id}.delivery"
         ),
+        policy=hub.policy,
     )
