@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from consumers.runner import Context, Event, PermanentError
 from hub.inbox.consent import receive
+from hub.inbox.service import consumer_name
 
 
 def handle(event: Event, ctx: Context) -> None:
@@ -16,3 +17,10 @@ def handle(event: Event, ctx: Context) -> None:
     if not recipient or ctx.settings.deliveries_topic(recipient) != event.topic:
         raise PermanentError(f"routed event on {event.topic} names recipient {recipient!r}")
     receive(ctx.session, policy=ctx.policy, attrs=event.attrs, recipient=recipient, data=event.data)
+
+
+def mark_as(event: Event) -> str:
+    """Each recipient's copy is applied on its own: a status change the hub makes (an erasure
+    closing a referral) goes to both parties under one event id."""
+    recipient = event.attrs.extensions.get("recipient")
+    return consumer_name(str(recipient)) if recipient else "inbox"

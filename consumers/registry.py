@@ -59,6 +59,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
     return ConsumerRunner(
         name=name,
         handler=_handler(name),
+        mark_as=inbox.mark_as if name == "inbox" else None,
         topics=_topics(name, hub),
         session_factory=hub.session_factory,
         settings=settings,

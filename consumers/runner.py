@@ -93,8 +93,12 @@ class ConsumerRunner:
         policy: Policy,
         consumer_factory: Callable[[list[str], Any], Any],
         producer_factory: Callable[[], Any],
+        mark_as: Callable[[Event], str] | None = None,
     ) -> None:
         self.name = name
+        #: The name an applied event is recorded under in the consumer inbox: the runner's,
+        #: unless one event is applied once per something else (the inbox: per recipient).
+        self._mark_as = mark_as or (lambda _event: name)
         self._handler = handler
         self._topics = topics
         self._sessions = session_factory
@@ -182,17 +186,19 @@ class ConsumerRunner:
             return False
         try:
             with unit_of_work(self._sessions) as session:
-                done = processed_among(
-                    session, consumer=self.name, ids=[e.attrs.id for e in events]
-                )
+                marks = [self._mark_as(event) for event in events]
+                done: set[tuple[str, str]] = set()
+                for mark in set(marks):
+                    ids = [e.attrs.id for e, m in zip(events, marks, strict=True) if m == mark]
+                    done |= {(mark, i) for i in processed_among(session, consumer=mark, ids=ids)}
                 context = Context(session, self._settings, self._catalogue, self._policy)
-                for record, event in zip(records, events, strict=True):
-                    if event.attrs.id in done:
+                for record, event, mark in zip(records, events, marks, strict=True):
+                    if (mark, event.attrs.id) in done:
                         continue
                     with consume_span(record, group=self.name):
                         self._handler(event, context)
-                        mark_processed(session, consumer=self.name, event_id=event.attrs.id)
-                    done.add(event.attrs.id)
+                        mark_processed(session, consumer=mark, event_id=event.attrs.id)
+                    done.add((mark, event.attrs.id))
         except Exception as exc:
             log.info(
                 "consumer.batch_retried_singly",
@@ -217,12 +223,13 @@ class ConsumerRunner:
         while not stop.is_set():
             try:
                 event = decode(record)
+                mark = self._mark_as(event)
                 with unit_of_work(self._sessions) as session:
-                    if not already_processed(session, consumer=self.name, event_id=event.attrs.id):
+                    if not already_processed(session, consumer=mark, event_id=event.attrs.id):
                         self._handler(
                             event, Context(session, self._settings, self._catalogue, self._policy)
                         )
-                        mark_processed(session, consumer=self.name, event_id=event.attrs.id)
+                        mark_processed(session, consumer=mark, event_id=event.attrs.id)
                 self._deadletters_in_row = 0
                 return True
             except POISON as exc:

@@ -14,6 +14,11 @@ from hub.inbox.models import InboxMessage
 from hub.privacy.service import open_event
 
 
+def consumer_name(partner_id: str) -> str:
+    """The name under which a copy filed into ``partner_id``'s inbox is marked applied."""
+    return f"inbox.{partner_id}"
+
+
 def put(
     session: Session,
     *,
@@ -23,7 +28,12 @@ def put(
     referral_id: str | None,
     data: dict[str, Any],
 ) -> None:
-    """Place one routed event in a partner's inbox."""
+    """Place one routed event in a partner's inbox, once (a copy filed already stays)."""
+    filed = select(InboxMessage.id).where(
+        InboxMessage.partner_id == partner_id, InboxMessage.event_id == event_id
+    )
+    if session.scalars(filed.limit(1)).first() is not None:
+        return
     audit_delivery(session, "delivery.inbox", partner_id, event_id, event_type, referral_id, data)
     session.add(
         InboxMessage(

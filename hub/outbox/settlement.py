@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import unit_of_work, utcnow
 from hub.deliveries.service import consumer_name
 from hub.events.models import ProcessedEvent
+from hub.inbox.service import consumer_name as inbox_consumer_name
 from hub.outbox.models import BrokerEpoch, OutboxEvent
 from hub.settings import Settings
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 #: The consumer groups (their names in processed_events) that apply every event.
 EVENT_CONSUMERS = ("router", "timeline", "deadlines")
-#: The name under which pulled deliveries are marked (one consumer for every pull partner).
+#: The consumer that files every pull partner's copies (each marked per recipient).
 INBOX_CONSUMER = "inbox"
 #: Rows looked at per query; one settling pass reads at most ``PAGES`` of them.
 PAGE = 500
@@ -60,7 +61,7 @@ def required(settings: Settings, topic: str) -> list[frozenset[str]]:
     prefix, suffix = settings.topic_deliveries_prefix, settings.topic_deliveries_suffix
     if topic.startswith(prefix) and topic.endswith(suffix):
         partner_id = topic[len(prefix) : len(topic) - len(suffix)]
-        return [frozenset({INBOX_CONSUMER, consumer_name(partner_id)})]
+        return [frozenset({inbox_consumer_name(partner_id), consumer_name(partner_id)})]
     return []
 
 
