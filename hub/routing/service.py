@@ -19,11 +19,11 @@ from hub.consent.service import covering, last_withdrawn
 from hub.db import utcnow
 from hub.errors import ConsentWithdrawn
 from hub.events.service import already_processed
+from hub.inbox.service import consumer_name as inbox_consumer_name
 from hub.inbox.service import put as put_in_inbox
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.outbox.models import OutboxEvent
 from hub.outbox.service import add_json, add_row
-from hub.outbox.settlement import INBOX_CONSUMER
 from hub.policy.model import Policy, Route
 from hub.policy.projection import project
 from hub.routing.models import RoutingHold
@@ -218,7 +218,8 @@ def release(
         hold.reason = reason or "no route"
         return hold.reason
     attrs = from_headers([(k, v.encode()) for k, v in hold.headers])
-    if already_processed(session, consumer=INBOX_CONSUMER, event_id=hold.event_id):
+    marked = inbox_consumer_name(hold.recipient)
+    if already_processed(session, consumer=marked, event_id=hold.event_id):
         # Held by (or taken back from) the pull inbox: the inbox consumer would drop a copy
         # sent again as a repeat, so the release puts it back into the inbox itself.
         put_in_inbox(

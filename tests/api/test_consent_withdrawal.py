@@ -58,16 +58,16 @@ def run_consumers(hub: Hub, *, stages: tuple[str, ...] = ("router", "inbox")) ->
                 if (r.topic == hub.settings.topic_events) == (stage == "router")
                 and (stage == "router" or r.topic.startswith(hub.settings.topic_deliveries_prefix))
             ]
-            done = processed_among(session, consumer=stage, ids=[r.event_id for r in wanted])
             ctx = Context(session, hub.settings, hub.catalogue, hub.policy)
             for row in wanted:
-                if row.event_id in done:
-                    continue
                 attrs = from_headers([(k, v.encode()) for k, v in row.headers])
                 event = Event(attrs, json.loads(row.value), row.topic, 0, row.id)
+                # The marks the real consumers write: the inbox's per recipient.
+                mark = inbox_consumer.mark_as(event) if stage == "inbox" else stage
+                if processed_among(session, consumer=mark, ids=[row.event_id]):
+                    continue
                 handlers[stage](event, ctx)
-                mark_processed(session, consumer=stage, event_id=row.event_id)
-                done.add(row.event_id)
+                mark_processed(session, consumer=mark, event_id=row.event_id)
 
 
 def release_all(hub: Hub, person_id: str) -> list[str | None]:
