@@ -38,11 +38,15 @@ def blocked_reason(
     route = _route_of(policy, data)
     if route is None:
         return None, "route is no longer in the route policy"
-    return route, consent_reason(session, route, str(data.get("person_id")))
+    return route, consent_reason(session, route, str(data.get("person_id")), data)
 
 
-def consent_reason(session: Session, route: Route, person_id: str) -> str | None:
+def consent_reason(
+    session: Session, route: Route, person_id: str, data: dict[str, Any] | None = None
+) -> str | None:
     """Why a consent-based route may not carry this person's data now (None when it may)."""
+    if data is not None and tells_of_erasure(data):
+        return None
     if (
         route.needs_consent
         and covering(
@@ -67,13 +71,28 @@ def withheld_reason(session: Session, policy: Policy, data: dict[str, Any]) -> s
     was routed while it stood (that is for staff to decide); a withdrawn consent does.
     """
     route = _route_of(policy, data)
-    return None if route is None else consent_reason(session, route, str(data.get("person_id")))
+    if route is None:
+        return None
+    return consent_reason(session, route, str(data.get("person_id")), data)
 
 
 def needs_consent(policy: Policy, data: dict[str, Any]) -> bool:
     """True when the event belongs to a route whose legal basis is consent (no query)."""
     route = _route_of(policy, data)
-    return route is not None and route.needs_consent
+    return route is not None and route.needs_consent and not tells_of_erasure(data)
+
+
+#: The reason of the cancellation the hub makes when it erases a person (hub.privacy.service).
+ERASED = "person-erased"
+
+
+def tells_of_erasure(data: dict[str, Any]) -> bool:
+    """True for the hub's own cancellation of an erased person's referral.
+
+    It reaches both parties whatever the consent: a recipient must hear of an erasure
+    (Art. 17(2), 19 GDPR), and it carries the status and its reason, no personal data
+    beyond the referral's pseudonymous ids."""
+    return data.get("acting_partner") == "hub" and data.get("reason") == ERASED
 
 
 def withheld(

@@ -202,3 +202,38 @@ def test_the_inbox_consumer_holds_a_copy_routed_before_the_withdrawal(
     run_consumers(hub)
     assert inbox_referrals(client, amt) == [rid]
     assert client.get(f"/v1/referrals/{rid}", headers=jc).json()["holds"] == []
+
+
+def test_an_erasure_reaches_both_parties_of_a_consent_based_referral(
+    hub_and_partners: tuple[Hub, Partners], client: TestClient
+) -> None:
+    """The hub's cancellation of an erased person's referral goes out though the consent is
+    gone: recipients must hear of an erasure (Art. 17(2), 19 GDPR)."""
+    from hub.privacy.service import CLOSED_BY_ERASURE, erase_person
+
+    assert routing.ERASED == CLOSED_BY_ERASURE
+    hub, partners = hub_and_partners
+    jc, amt = partners.headers(client, "jobcenter"), partners.headers(client, "amt")
+    pid, consent_id = setup_person(client, jc)
+    rid = create(client, jc, COUNSELLING, pid)
+    run_consumers(hub)
+    assert client.post(f"/v1/consents/{consent_id}/withdraw", headers=jc).status_code == 200
+    with unit_of_work(hub.session_factory) as session:
+        erase_person(
+            session,
+            person_id=pid,
+            reason="request-art-17",
+            by="staff:dsb",
+            topic=hub.settings.topic_events,
+        )
+    run_consumers(hub)
+    for headers in (jc, amt):
+        items = client.get("/v1/inbox", headers=headers).json()["items"]
+        closing = [
+            i["data"]
+            for i in items
+            if i["referral_id"] == rid and i["event_type"].endswith("status-changed.v1")
+        ]
+        assert [(c["status"], c["reason"]) for c in closing] == [
+            ("cancelled", CLOSED_BY_ERASURE)
+        ], items
