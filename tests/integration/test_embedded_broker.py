@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -175,3 +177,43 @@ def test_stop_ends_the_process(tmp_path: Path) -> None:
     broker.stop()
     assert not broker.running and broker.pid is None
     assert not probe(address, timeout=0.5)
+
+
+#: Starts a broker from a thread that ends at once, prints its pid, then waits to be killed.
+_STARTS_A_BROKER = """
+import threading, time
+from hub.kafka.embedded import EmbeddedBroker
+broker = EmbeddedBroker()
+starter = threading.Thread(target=broker.start)
+starter.start()
+starter.join()
+print(broker.pid, broker.port, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie nobody has reaped yet has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_broker_outlives_the_thread_that_started_it_but_not_the_process() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _STARTS_A_BROKER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        pid, port = (int(n) for n in parent.stdout.readline().split())
+        time.sleep(0.5)
+        assert _alive(pid) and probe(f"127.0.0.1:{port}")
+    finally:
+        parent.kill()  # SIGKILL: nothing in the process gets to stop the broker
+        parent.wait()
+    deadline = time.monotonic() + 3
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid), "the broker outlived the process that started it"
