@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -71,6 +71,39 @@ def audit_call(session: Session, request: Request, partner_id: str) -> None:
             "route": getattr(route, "path", request.url.path),
         },
     )
+
+
+def audit_read(
+    session: Session,
+    request: Request,
+    partner_id: str,
+    touched: Iterable[tuple[str | None, str | None]],
+) -> None:
+    """Record which persons, and which of their referrals, a partner's read returned.
+
+    ``touched`` holds (person id, referral id) pairs; a read that returned no person records
+    nothing beyond its ``api.call``. One ``api.read`` record per person, with the person in
+    the indexed ``person_id`` column and the referral ids in ``details``: "who read person X"
+    (the Art. 15 report, the data protection officer) is then one index lookup, where ids in a
+    JSON list would need a scan of every call on both SQLite and PostgreSQL. The records are
+    only added to the session, like the call's own, and written with the request's flush.
+    """
+    people: dict[str, set[str]] = {}
+    for person_id, referral_id in touched:
+        if person_id:
+            people.setdefault(person_id, set())
+            if referral_id:
+                people[person_id].add(referral_id)
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    for person_id, referral_ids in sorted(people.items()):
+        audit(
+            session,
+            actor_type="partner",
+            actor=partner_id,
+            action="api.read",
+            person_id=person_id,
+            details={"method": request.method, "route": route, "referrals": sorted(referral_ids)},
+        )
 
 
 def partner_of(session: Session, principal: Principal) -> Partner:

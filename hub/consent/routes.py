@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
-from hub.api.deps import PolicyDep, SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.consent import service, withdrawal
 from hub.consent.models import Consent
@@ -39,11 +39,14 @@ def record_consent(
 )
 def list_consents(
     person_id: Annotated[str, Path(max_length=70)],
+    request: Request,
     session: SessionDep,
     partner: Annotated[Partner, Depends(caller("consent:read"))],
 ) -> list[ConsentView]:
     """Consents you recorded or that cover you, withdrawn ones included."""
-    return [view_of(c) for c in service.visible_to(session, person_id=person_id, viewer=partner.id)]
+    consents = service.visible_to(session, person_id=person_id, viewer=partner.id)
+    audit_read(session, request, partner.id, [(c.person_id, None) for c in consents])
+    return [view_of(c) for c in consents]
 
 
 @router.post(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from hub.api.deps import PolicyDep, SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.inbox import consent, service
 from hub.partners.models import Partner
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/inbox", tags=["inbox"], responses=PROBLEM_RESPONS
 
 @router.get("", response_model=InboxPage, summary="Fetch messages routed to you")
 def read_inbox(
+    request: Request,
     session: SessionDep,
     policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("inbox:read"))],
@@ -41,6 +42,8 @@ def read_inbox(
         )
         for r in rows
     ]
+    touched = [(r.data.get("person_id"), r.referral_id) for r in rows]
+    audit_read(session, request, partner.id, touched)
     return InboxPage(items=items, next_cursor=next_cursor)
 
 

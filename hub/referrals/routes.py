@@ -10,7 +10,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from hub.api.deps import CatalogueDep, PolicyDep, SessionDep, SettingsDep, audit_call, caller
+from hub.api.deps import (
+    CatalogueDep,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+    audit_call,
+    audit_read,
+    caller,
+)
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.referrals import service
@@ -69,6 +77,7 @@ def create_referral(
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
 def read_referral(
     referral_id: UUID,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     catalogue: CatalogueDep,
@@ -79,6 +88,7 @@ def read_referral(
     referral = service.get_referral(
         session, referral_id=str(referral_id), viewer=partner.id, policy=policy
     )
+    audit_read(session, request, partner.id, [(referral.person_id, referral.id)])
     return view_of(
         referral,
         service.payload_of(session, referral),
@@ -91,6 +101,7 @@ def read_referral(
 
 @router.get("", response_model=ReferralPage, summary="List your referrals")
 def list_referrals(
+    request: Request,
     session: SessionDep,
     policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("referrals:read"))],
@@ -114,6 +125,7 @@ def list_referrals(
         policy=policy,
     )
     items = [summary_of(r, viewer=partner.id, policy=policy) for r in rows]
+    audit_read(session, request, partner.id, [(r.person_id, r.id) for r in rows])
     return ReferralPage(items=items, next_cursor=next_cursor)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
-from hub.api.deps import PolicyDep, SessionDep, caller
+from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.timeline import service
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/v1/people", tags=["timeline"], responses=PROBLEM_RES
 @router.get("/{person_id}/timeline", response_model=Timeline, summary="A person's timeline")
 def read_timeline(
     person_id: Annotated[str, Path(max_length=70)],
+    request: Request,
     session: SessionDep,
     policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("timeline:read"))],
@@ -44,4 +45,5 @@ def read_timeline(
         )
         for r in rows
     ]
+    audit_read(session, request, partner.id, [(person_id, r.entry.referral_id) for r in rows])
     return Timeline(person_id=person_id, entries=entries)
