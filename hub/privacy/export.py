@@ -22,6 +22,16 @@ from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
 
 DELIVERY_ACTIONS = ("delivery.delivered", "delivery.inbox", "delivery.rejected")
+# What a partner's API read records per person it returned (hub.api.deps.audit_read).
+PARTNER_READ = "api.read"
+# The German names of what a partner read, by route template.
+READ_LABELS = {
+    "/v1/referrals/{referral_id}": "Vermittlung",
+    "/v1/referrals": "Liste der Vermittlungen",
+    "/v1/inbox": "Posteingang",
+    "/v1/people/{person_id}/timeline": "Zeitleiste",
+    "/v1/people/{person_id}/consents": "Einwilligungen",
+}
 
 
 def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any]:
@@ -53,6 +63,7 @@ def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any
             _consent(c, erased=erased is not None) for c in for_person(session, person_id=person_id)
         ],
         "uebermittlungen": _deliveries(session, person_id),
+        "partner_zugriffe": _partner_reads(session, person_id),
         "zeitleiste_eintraege": len(
             list(
                 session.scalars(
@@ -129,6 +140,24 @@ def _deliveries(session: Session, person_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _partner_reads(session: Session, person_id: str) -> list[dict[str, Any]]:
+    """Who of the partners read the person's data through the API, when, and which referral."""
+    stmt = (
+        select(AuditRecord)
+        .where(AuditRecord.person_id == person_id, AuditRecord.action == PARTNER_READ)
+        .order_by(AuditRecord.seq)
+    )
+    return [
+        {
+            "partner": rec.actor,
+            "am": rec.at.isoformat(),
+            "abfrage": READ_LABELS.get((rec.details or {}).get("route", ""), "Abfrage"),
+            "vermittlungen": list((rec.details or {}).get("referrals", [])),
+        }
+        for rec in session.scalars(stmt)
+    ]
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The report as a self-contained German HTML page (every value escaped)."""
     e = html.escape
@@ -138,6 +167,11 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{e(str(d['rechtsgrundlage']))}</td><td>{e(str(d['zweck']))}</td>"
         f"<td>{e(', '.join(d['datenfelder']))}</td><td>{e(str(d['vorgang']))}</td></tr>"
         for d in report["uebermittlungen"]
+    )
+    reads = "".join(
+        f"<tr><td>{e(str(z['am']))}</td><td>{e(str(z['partner']))}</td>"
+        f"<td>{e(str(z['abfrage']))}</td><td>{e(', '.join(z['vermittlungen']) or '—')}</td></tr>"
+        for z in report.get("partner_zugriffe", [])
     )
     refs = "".join(
         f"<li>{e(r['partner'])}: {e(r['kennung'])}</li>" for r in p["kennungen_der_partner"]
@@ -168,5 +202,8 @@ Geburtsdatum {e(str(p["geburtsdatum"] or "—"))}</p>
 <h2>Übermittlungen (an wen, wann, auf welcher Rechtsgrundlage)</h2>
 <table><thead><tr><th>Zeitpunkt</th><th>Empfänger</th><th>Rechtsgrundlage</th><th>Zweck</th>
 <th>Datenfelder</th><th>Vorgang</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Abrufe durch Partner (wer, wann, welche Vermittlung)</h2>
+<table><thead><tr><th>Zeitpunkt</th><th>Partner</th><th>Abgerufen</th><th>Vermittlung</th>
+</tr></thead><tbody>{reads or '<tr><td colspan="4">keine</td></tr>'}</tbody></table>
 </body></html>
 """
