@@ -17,7 +17,7 @@ from hub.audit.sequencer import Sequencer
 from hub.bootstrap import Hub
 from hub.db import unit_of_work
 from hub.kafka.client import broker_state, ensure_topics, make_producer
-from hub.kafka.embedded import EmbeddedBroker
+from hub.kafka.embedded import EmbeddedBroker, Supervisor
 from hub.kafka.epoch import BrokerEpoch
 from hub.outbox.relay import Relay
 from hub.outbox.settlement import Settler
@@ -139,7 +139,9 @@ def start_relay(hub: Hub, stop: threading.Event) -> list[threading.Thread]:
 
         url = hub.settings.resolved_database_url
         threads.append(
-            start_thread("relay-listen", lambda s: listen(url, hub.outbox_written, s), stop)
+            start_thread(
+                "relay-listen", lambda s: listen(url, hub.outbox_written, s), stop
+            )
         )
     return threads
 
@@ -217,10 +219,14 @@ def start_thread(
                 target(stop)
                 return
             except WorkerStopped:
-                log.critical("runtime.worker_stopped", extra={"worker": name}, exc_info=True)
+                log.critical(
+                    "runtime.worker_stopped", extra={"worker": name}, exc_info=True
+                )
                 return
             except Exception:
-                log.exception("runtime.thread_failed", extra={"worker": name, "restart_in": pause})
+                log.exception(
+                    "runtime.thread_failed", extra={"worker": name, "restart_in": pause}
+                )
             stop.wait(pause)
             pause = min(pause * 2, longest)
 
@@ -238,13 +244,18 @@ def kafka_for(settings: Settings) -> Iterator[Settings]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log")
     broker.start()
+    # A broker that dies is started again on its port; clients reconnect to the same address.
+    supervisor = Supervisor(broker).start()
     log.info("runtime.embedded_broker", extra={"bootstrap": broker.bootstrap_servers})
     address_file = settings.data_dir / BROKER_ADDRESS_FILE
     address_file.write_text(broker.bootstrap_servers)
     try:
-        yield settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+        yield settings.model_copy(
+            update={"kafka_bootstrap_servers": broker.bootstrap_servers}
+        )
     finally:
         address_file.unlink(missing_ok=True)
+        supervisor.stop()
         broker.stop()
 
 
@@ -254,5 +265,9 @@ def running_kafka(settings: Settings) -> Settings:
         return settings
     address_file = settings.data_dir / BROKER_ADDRESS_FILE
     if not address_file.exists():
-        raise RuntimeError("no Kafka: set HUB_KAFKA_BOOTSTRAP_SERVERS or start hub up first")
-    return settings.model_copy(update={"kafka_bootstrap_servers": address_file.read_text()})
+        raise RuntimeError(
+            "no Kafka: set HUB_KAFKA_BOOTSTRAP_SERVERS or start hub up first"
+        )
+    return settings.model_copy(
+        update={"kafka_bootstrap_servers": address_file.read_text()}
+    )

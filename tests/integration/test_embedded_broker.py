@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 
 from hub.kafka.client import broker_state, ensure_topics, make_consumer, make_producer, probe
 from hub.kafka.cloudevents import from_headers, to_headers
-from hub.kafka.embedded import EmbeddedBroker
+from hub.kafka.embedded import EmbeddedBroker, Supervisor
 from schemas.cloudevents import CloudEventAttributes, EventType
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -217,3 +220,88 @@ def test_the_broker_outlives_the_thread_that_started_it_but_not_the_process() ->
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(pid), "the broker outlived the process that started it"
+
+
+def _killed_and_back(broker: EmbeddedBroker) -> float:
+    """SIGKILL the broker's process from outside; seconds until a new one has started."""
+    dead = broker.pid
+    assert dead is not None
+    os.kill(dead, signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + 30
+    # Started: answering, and done using up the ids the dead one may have handed out.
+    while not (broker.pid not in (None, dead) and broker.uptime > 0):
+        assert time.monotonic() < deadline, "the supervisor did not start the broker again"
+        time.sleep(0.02)
+    return time.monotonic() - killed
+
+
+def test_producers_that_outlived_two_deaths_of_the_broker_lose_no_records(
+    broker: EmbeddedBroker,
+) -> None:
+    """A broker that died on its own cannot say how many producer ids it handed out; the
+    one started in its place must still hand out none that a surviving producer holds,
+    also after a second death (the first restart had used up ids already)."""
+    supervisor = Supervisor(broker).start()
+    producers: list[KafkaProducer] = []
+    try:
+        for generation in range(3):
+            if generation:
+                back = _killed_and_back(broker)
+                print(f"death {generation}: a new broker answered after {back:.2f} s")
+                assert back < 10
+            warm_up = f"warm.up.{generation}"  # each broker starts empty
+            ensure_topics(broker.bootstrap_servers, {warm_up: 1})
+            producer = make_producer(broker.bootstrap_servers, client_id=f"gen-{generation}")
+            producer.send(warm_up, b"hello").get(timeout=20)  # it has its producer id now
+            producers.append(producer)
+        ensure_topics(broker.bootstrap_servers, {TOPIC: 1})
+        sent = [
+            p.send(TOPIC, f"{n}-{i}".encode()) for n, p in enumerate(producers) for i in range(3)
+        ]
+        for future in sent:
+            future.get(timeout=20)
+    finally:
+        supervisor.stop()
+        for p in producers:
+            p.close(timeout=5)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partition = TopicPartition(TOPIC, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        values = sorted(r.value for r in _drain(consumer, 9, 20))
+    finally:
+        consumer.close()
+    assert values == [f"{n}-{i}".encode() for n in range(3) for i in range(3)]
+
+
+def _taken(port: int) -> socket.socket:
+    """A socket listening on ``port`` as soon as the dying broker's threads let go of it."""
+    deadline = time.monotonic() + 0.4
+    while True:
+        try:
+            return socket.create_server(("127.0.0.1", port))
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def test_stopping_the_supervisor_gives_up_a_restart_that_cannot_succeed(
+    broker: EmbeddedBroker,
+) -> None:
+    supervisor = Supervisor(broker).start()
+    try:
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)
+        # Someone else takes the port before the first restart (half a second after the
+        # death): every restart fails, and is tried again later.
+        with _taken(broker.port):
+            time.sleep(2)
+            assert not broker.running
+            started = time.monotonic()
+            supervisor.stop()
+            assert time.monotonic() - started < 1
+    finally:
+        supervisor.stop()
