@@ -1,6 +1,6 @@
 """The route policy: for each requester -> performer -> referral type, the legal basis,
 purpose, the fields the performer may receive, what each side may see of the other's status
-changes, and the retention period.
+changes, the retention period, and how long an open referral may go without a status change.
 
 A policy that names an unknown partner, referral type or field refuses to load and names
 the line, so a typo can never silently widen (or block) a data flow.
@@ -21,6 +21,7 @@ from schemas.catalogue import Catalogue, Purpose
 
 PERSON_FIELDS = ("person.given_name", "person.family_name", "person.birth_date")
 SHIPPED = "routes.v1.yaml"
+DEFAULT_IDLE_DAYS = 1095
 
 
 class PolicyError(ValueError):
@@ -50,6 +51,11 @@ class Route(BaseModel):
     purpose: Purpose
     legal_basis: str = Field(min_length=1)
     retention_days: int = Field(gt=0)
+    # Storage limitation (Art. 5(1)(e) GDPR) for work nobody reports on: an open referral
+    # without a status change for this long is closed by ``hub retention`` (retention-idle),
+    # and its retention period runs from then. Three years unless the route says otherwise:
+    # long enough for any procedure in the catalogue to report at least once.
+    idle_days: int = Field(DEFAULT_IDLE_DAYS, gt=0)
     fields: tuple[str, ...]
     status_to_requester: StatusShare = StatusShare()
     status_to_performer: StatusShare = StatusShare()

@@ -40,7 +40,8 @@ def render(policy: Policy, catalogue: Catalogue) -> str:
         lines.append(
             f"| {i} | {r.requester} → {r.performer} | {title} (`{r.type}`) | "
             f"{PURPOSES_DE[r.purpose]} | {basis} | {fields} | {status_shares(r)} | "
-            f"{r.retention_days} Tage nach Abschluss |"
+            f"{r.retention_days} Tage nach Abschluss; offen ohne Statusänderung nach "
+            f"{r.idle_days} Tagen beendet |"
         )
     lines.append(END)
     return "\n".join(lines)
