@@ -735,20 +735,25 @@ def people_erase(person_id: str, reason: str) -> None:
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="List what would be shredded; change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="List what would be closed or shredded; change nothing."
+)
 def retention(dry_run: bool) -> None:
-    """Shred what outlived the retention period of its route (hub/policy/routes.v1.yaml)."""
+    """Close idle open referrals; shred what outlived its route's retention (routes.v1.yaml)."""
     from hub.db import utcnow
     from hub.privacy import retention as job
 
     hub = bootstrap(_settings())
+    now, day, topic = utcnow(), job.day_length(hub.settings), hub.settings.topic_events
     with unit_of_work(hub.session_factory) as session:
         if dry_run:
-            items = job.due(session, policy=hub.policy, now=utcnow())
+            report = job.plan(session, policy=hub.policy, now=now, day=day)
         else:
-            items = job.shred(
-                session, policy=hub.policy, now=utcnow(), topic=hub.settings.topic_events
-            )
+            report = job.run(session, policy=hub.policy, now=now, topic=topic, day=day)
+    for idle in report.closed:
+        action = "would close (idle)" if dry_run else "closed (idle)"
+        click.echo(json.dumps({**idle.as_json(), "action": action}))
+    items = report.shredded
     for item in items:
         click.echo(
             json.dumps(
@@ -762,7 +767,8 @@ def retention(dry_run: bool) -> None:
                 }
             )
         )
-    click.echo(f"{len(items)} referral(s) {'due' if dry_run else 'shredded'}", err=True)
+    closed = f"{len(report.closed)} idle referral(s) {'to close' if dry_run else 'closed'}"
+    click.echo(f"{closed}, {len(items)} referral(s) {'due' if dry_run else 'shredded'}", err=True)
 
 
 @main.command()

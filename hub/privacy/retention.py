@@ -9,24 +9,50 @@ The job runs every night (deploy/k8s/base/nightly-jobs.yaml), so it does nothing
 shredded referral carries ``shredded_at`` and is never due again, and a person who is
 already erased is not erased again (which would put another erasure on their timeline and
 in the audit log each night).
+
+An open referral nobody reported on is never due by itself, so the job first closes every
+open referral without a status change for its route's ``idle_days``: ``cancelled`` with the
+reason ``retention-idle``, made by the hub like the cancellation of an erasure, so both
+parties are told by the routed status change and the clocks stop. Its retention period runs
+from then.
+
+A retention day is a day, or ``HUB_CLOCK_TIME_UNIT_SECONDS`` seconds when that compresses
+the deadline clocks (tests and demos), so the whole schedule can run in seconds. The
+production profile ignores the setting here: a stray variable must not shred in minutes
+what the policy keeps for years.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
+from hub.deadlines.service import stop_clocks
+from hub.events.service import attributes_for
 from hub.inbox.models import InboxMessage
-from hub.policy.model import Policy
+from hub.outbox.service import add_event
+from hub.policy.model import DEFAULT_IDLE_DAYS, Policy, Route
 from hub.privacy.service import cipher, erase_person
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
-from schemas.lifecycle import TERMINAL
+from hub.settings import Settings
+from schemas.catalogue import load_catalogue
+from schemas.cloudevents import EventType
+from schemas.lifecycle import ACTIVE, TERMINAL, Status
+from schemas.messages import ReferralStatusChanged
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+#: The reason of the ``cancelled`` status the hub gives an open referral left idle too long.
+CLOSED_WHEN_IDLE = "retention-idle"
 
 
 @dataclass(frozen=True)
@@ -38,7 +64,155 @@ class Due:
     erase_person: bool
 
 
-def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
+@dataclass(frozen=True)
+class Idle:
+    referral_id: str
+    person_id: str
+    route: str
+    status: str
+    last_change: datetime
+    idle_days: int
+
+    def as_json(self) -> dict[str, str | int]:
+        """How ``hub retention`` reports it."""
+        return {
+            "referral_id": self.referral_id,
+            "person_id": self.person_id,
+            "route": self.route,
+            "status": self.status,
+            "last_change": self.last_change.isoformat(),
+            "idle_days": self.idle_days,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one retention run closed (idle) and shredded (due)."""
+
+    closed: list[Idle] = field(default_factory=list)
+    shredded: list[Due] = field(default_factory=list)
+
+
+def day_length(settings: Settings) -> timedelta:
+    """How long a retention day lasts under these settings (see the module docstring)."""
+    unit = settings.clock_time_unit_seconds
+    if unit is None:
+        return DAY
+    if settings.profile == "production":
+        log.warning("retention.compressed_clock_ignored", extra={"unit_seconds": unit})
+        return DAY
+    return timedelta(seconds=unit)
+
+
+def plan(session: Session, *, policy: Policy, now: datetime, day: timedelta = DAY) -> Report:
+    """What a run would do now, without changing anything.
+
+    Referrals closed for idleness are listed under ``closed`` only: their retention period
+    starts with the closing, so the same run never shreds them.
+    """
+    return Report(
+        closed=idle(session, policy=policy, now=now, day=day),
+        shredded=due(session, policy=policy, now=now, day=day),
+    )
+
+
+def run(
+    session: Session, *, policy: Policy, now: datetime, topic: str, day: timedelta = DAY
+) -> Report:
+    """One retention run: close idle open referrals, then shred everything due."""
+    closed = close_idle(session, policy=policy, now=now, topic=topic, day=day)
+    return Report(closed, shred(session, policy=policy, now=now, topic=topic, day=day))
+
+
+def idle(session: Session, *, policy: Policy, now: datetime, day: timedelta = DAY) -> list[Idle]:
+    """Open referrals without a status change for longer than their route's ``idle_days``."""
+    shortest = min([DEFAULT_IDLE_DAYS, *(r.idle_days for r in policy.routes)])
+    candidates = session.scalars(
+        select(Referral)
+        .where(
+            Referral.status.in_([s.value for s in ACTIVE]),
+            Referral.updated_at <= now - shortest * day,
+        )
+        .order_by(Referral.updated_at, Referral.id)
+    )
+    found = []
+    for r in candidates:
+        route = policy.route(r.requester_id, r.performer_id, r.type)
+        days = route.idle_days if route else DEFAULT_IDLE_DAYS
+        if r.updated_at + days * day <= now:
+            found.append(Idle(r.id, r.person_id, _name(route), r.status, r.updated_at, days))
+    return found
+
+
+def close_idle(
+    session: Session, *, policy: Policy, now: datetime, topic: str, day: timedelta = DAY
+) -> list[Idle]:
+    """Cancel the open referrals left idle too long (``CLOSED_WHEN_IDLE``); returns them."""
+    found = idle(session, policy=policy, now=now, day=day)
+    for item in found:
+        referral = session.get_one(Referral, item.referral_id)
+        _cancel_as_hub(session, referral, now=now, topic=topic)
+        audit(
+            session,
+            actor_type="system",
+            actor="retention",
+            action="referral.closed_idle",
+            person_id=item.person_id,
+            details={
+                "referral_id": item.referral_id,
+                "route": item.route,
+                "from_status": item.status,
+                "last_change": item.last_change.isoformat(),
+                "idle_days": item.idle_days,
+            },
+        )
+    stop_clocks(session, referral_ids=[i.referral_id for i in found], at=now)
+    return found
+
+
+def _cancel_as_hub(session: Session, referral: Referral, *, now: datetime, topic: str) -> None:
+    """The hub's own ``cancelled``: the history names the requester, whose move a
+    cancellation is; the event is the hub's, so the router sends it to both parties."""
+    rtype = load_catalogue().get(referral.type)
+    event = ReferralStatusChanged(
+        event_id=uuid.uuid4(),
+        referral_id=uuid.UUID(referral.id),
+        person_id=referral.person_id,
+        acting_partner="hub",
+        occurred_at=now,
+        recorded_at=now,
+        purpose=rtype.purpose if rtype else None,
+        legal_basis=rtype.legal_basis if rtype else None,
+        correlation_id=uuid.UUID(referral.correlation_id),
+        referral_type=referral.type,
+        requester=referral.requester_id,
+        performer=referral.performer_id,
+        from_status=Status(referral.status),
+        status=Status.CANCELLED,
+        reason=CLOSED_WHEN_IDLE,
+    )
+    referral.status, referral.business_status = Status.CANCELLED.value, None
+    referral.updated_at = now
+    referral.history.append(
+        StatusHistory(
+            referral_id=referral.id,
+            status=Status.CANCELLED.value,
+            reason=CLOSED_WHEN_IDLE,
+            set_by=referral.requester_id,
+            occurred_at=now,
+            recorded_at=now,
+            event_id=str(event.event_id),
+        )
+    )
+    attrs = attributes_for(EventType.REFERRAL_STATUS_CHANGED, event)
+    add_event(session, topic=topic, attrs=attrs, data=event)
+
+
+def _name(route: Route | None) -> str:
+    return route.name if route else "(no route)"
+
+
+def due(session: Session, *, policy: Policy, now: datetime, day: timedelta = DAY) -> list[Due]:
     """What the retention job would shred now, without changing anything."""
     ended = session.scalars(
         select(Referral).where(
@@ -49,8 +223,8 @@ def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
     for r in ended:
         route = policy.route(r.requester_id, r.performer_id, r.type)
         days = route.retention_days if route else 0
-        if r.updated_at + timedelta(days=days) <= now:
-            expired.append((r, route.name if route else "(no route)"))
+        if r.updated_at + days * day <= now:
+            expired.append((r, _name(route)))
     expired_ids = {r.id for r, _ in expired}
     concerned = {r.person_id for r, _ in expired}
     # A referral shredded before keeps nobody; one that is still open or not yet due does.
@@ -70,9 +244,11 @@ def due(session: Session, *, policy: Policy, now: datetime) -> list[Due]:
     ]
 
 
-def shred(session: Session, *, policy: Policy, now: datetime, topic: str) -> list[Due]:
+def shred(
+    session: Session, *, policy: Policy, now: datetime, topic: str, day: timedelta = DAY
+) -> list[Due]:
     """Shred everything due; returns what was done."""
-    done = due(session, policy=policy, now=now)
+    done = due(session, policy=policy, now=now, day=day)
     erased: set[str] = set()
     for item in done:
         _shred_referral(session, item, now=now)
