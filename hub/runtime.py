@@ -139,9 +139,7 @@ def start_relay(hub: Hub, stop: threading.Event) -> list[threading.Thread]:
 
         url = hub.settings.resolved_database_url
         threads.append(
-            start_thread(
-                "relay-listen", lambda s: listen(url, hub.outbox_written, s), stop
-            )
+            start_thread("relay-listen", lambda s: listen(url, hub.outbox_written, s), stop)
         )
     return threads
 
@@ -219,14 +217,10 @@ def start_thread(
                 target(stop)
                 return
             except WorkerStopped:
-                log.critical(
-                    "runtime.worker_stopped", extra={"worker": name}, exc_info=True
-                )
+                log.critical("runtime.worker_stopped", extra={"worker": name}, exc_info=True)
                 return
             except Exception:
-                log.exception(
-                    "runtime.thread_failed", extra={"worker": name, "restart_in": pause}
-                )
+                log.exception("runtime.thread_failed", extra={"worker": name, "restart_in": pause})
             stop.wait(pause)
             pause = min(pause * 2, longest)
 
@@ -250,9 +244,7 @@ def kafka_for(settings: Settings) -> Iterator[Settings]:
     address_file = settings.data_dir / BROKER_ADDRESS_FILE
     address_file.write_text(broker.bootstrap_servers)
     try:
-        yield settings.model_copy(
-            update={"kafka_bootstrap_servers": broker.bootstrap_servers}
-        )
+        yield settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
     finally:
         address_file.unlink(missing_ok=True)
         supervisor.stop()
@@ -265,9 +257,5 @@ def running_kafka(settings: Settings) -> Settings:
         return settings
     address_file = settings.data_dir / BROKER_ADDRESS_FILE
     if not address_file.exists():
-        raise RuntimeError(
-            "no Kafka: set HUB_KAFKA_BOOTSTRAP_SERVERS or start hub up first"
-        )
-    return settings.model_copy(
-        update={"kafka_bootstrap_servers": address_file.read_text()}
-    )
+        raise RuntimeError("no Kafka: set HUB_KAFKA_BOOTSTRAP_SERVERS or start hub up first")
+    return settings.model_copy(update={"kafka_bootstrap_servers": address_file.read_text()})

@@ -111,9 +111,7 @@ class EmbeddedBroker:
             return 0.0
         return time.monotonic() - self._answered_at
 
-    def start(
-        self, timeout: float = 20.0, *, abort: threading.Event | None = None
-    ) -> None:
+    def start(self, timeout: float = 20.0, *, abort: threading.Event | None = None) -> None:
         """Spawn the broker and wait until it answers Kafka requests, or ``abort`` is set."""
         with self._lock:
             if self.running:
@@ -134,18 +132,12 @@ class EmbeddedBroker:
                 self._answered_at = time.monotonic()
                 log.info(
                     "kafka.embedded_started",
-                    extra={
-                        "port": self.port,
-                        "pid": self.pid,
-                        "producer_ids_skipped": skipped,
-                    },
+                    extra={"port": self.port, "pid": self.pid, "producer_ids_skipped": skipped},
                 )
                 return
             tail = self._log_tail()
             self.kill()
-            raise RuntimeError(
-                f"embedded broker did not come up on port {self.port}: {tail}"
-            )
+            raise RuntimeError(f"embedded broker did not come up on port {self.port}: {tail}")
 
     def stop(self) -> None:
         """Terminate the broker, killing it if it ignores SIGTERM for 5 seconds."""
@@ -205,9 +197,7 @@ class EmbeddedBroker:
 
     def _wait_until_up(self, deadline: float, abort: threading.Event | None) -> bool:
         assert self._proc is not None
-        while time.monotonic() < deadline and not (
-            abort is not None and abort.is_set()
-        ):
+        while time.monotonic() < deadline and not (abort is not None and abort.is_set()):
             if self._proc.poll() is not None:
                 return False
             if probe(self.bootstrap_servers, timeout=0.5):
@@ -298,9 +288,7 @@ class Supervisor:
     def __init__(self, broker: EmbeddedBroker) -> None:
         self.broker = broker
         self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="broker-supervisor", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="broker-supervisor", daemon=True)
 
     def start(self) -> Supervisor:
         """Watch the broker from a thread of its own."""
@@ -364,9 +352,7 @@ class _Spawner:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="broker-spawner", daemon=True).start()
 
     @classmethod
@@ -396,9 +382,7 @@ def _ending_with(parent: int) -> Callable[[], None] | None:
     """What a child runs before exec so that the kernel kills it when ``parent`` ends."""
     if not sys.platform.startswith("linux"):
         return None
-    prctl = ctypes.CDLL(
-        None, use_errno=True
-    ).prctl  # looked up here: the child only calls it
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
 
     def in_child() -> None:
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
@@ -446,8 +430,6 @@ def _init_producer_ids(
             for _, response in protocol.receive_bytes(data):
                 answered += 1
                 if response.error_code != 0:
-                    raise ValueError(
-                        f"InitProducerId failed with error {response.error_code}"
-                    )
+                    raise ValueError(f"InitProducerId failed with error {response.error_code}")
                 last = max(last, int(response.producer_id))
     return last

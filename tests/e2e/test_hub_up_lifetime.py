@@ -93,12 +93,7 @@ class HubUp:
             except OSError:
                 continue
             found = _process(int(entry.name))
-            if (
-                Path(argv0).name == name
-                and found
-                and found[1] == self.proc.pid
-                and found[0] != "Z"
-            ):
+            if Path(argv0).name == name and found and found[1] == self.proc.pid and found[0] != "Z":
                 self.brokers_seen.add(int(entry.name))
                 return int(entry.name)
         return None
@@ -121,9 +116,7 @@ class HubUp:
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"hub up still runs 60 s after {sig.name}: {self.log()[-3000:]}"
-            )
+            pytest.fail(f"hub up still runs 60 s after {sig.name}: {self.log()[-3000:]}")
         return time.monotonic() - started
 
     def brokers_left(self) -> list[int]:
@@ -169,9 +162,7 @@ def test_a_broker_that_died_is_started_again_and_the_hub_works_on(
 
     wait_for(new_broker, timeout=30, interval=0.05)
     wait_for(hub_up.healthy, timeout=30, interval=0.1)
-    print(
-        f"healthy again {time.monotonic() - killed:.2f} s after the broker was killed"
-    )
+    print(f"healthy again {time.monotonic() - killed:.2f} s after the broker was killed")
     wait_for(lambda: "kafka.embedded_restarted" in hub_up.log(), timeout=30)
 
     r = httpx.post(f"{hub_up.base}/v1/referrals", json=STUDENT_REFERRAL, headers=ude)
