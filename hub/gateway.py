@@ -11,22 +11,33 @@ Workers export metrics over OTLP only (``HUB_METRICS_PORT`` is one port, not one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from hub.settings import Settings
 
 #: The app factory a worker process imports.
 WORKER_APP = "hub.gateway:worker_app"
+#: After a stop signal, requests in flight have this long to be answered (then cancelled).
+DRAIN_SECONDS = 5.0
+#: After a stop signal, a request already sent on an open connection has this long to be read.
+UNREAD_REQUEST_SECONDS = 0.5
 
 
 def workers(settings: Settings) -> int:
@@ -53,23 +64,120 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def serve(settings: Settings, build_app: Callable[[], FastAPI], **options: Any) -> None:
+def listen(settings: Settings) -> socket.socket:
+    """The gateway's listening socket, taken now: a port in use (OSError) shows before
+    anything else starts, and nothing can take the port between this check and serving."""
+    family = socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.http_host, settings.http_port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # worker processes serve on it too
+    return sock
+
+
+def server(app: FastAPI, settings: Settings, **options: Any) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that answers the requests in flight when told to stop."""
+    return DrainingServer(uvicorn.Config(app, **_config(settings, options)))
+
+
+def serve(
+    settings: Settings,
+    build_app: Callable[[], FastAPI],
+    *,
+    sock: socket.socket | None = None,
+    **options: Any,
+) -> None:
     """Run uvicorn with the app ``build_app`` makes here, or with worker processes that build
     their own (then this process builds none: every worker start-up counts after a crash)."""
-    import uvicorn
-
+    sock = sock if sock is not None else listen(settings)
     count = workers(settings)
-    common: dict[str, Any] = {
+    if count == 1:
+        single = server(build_app(), settings, **options)
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises it again after draining
+            single.run(sockets=[sock])
+        if not single.started:
+            sys.exit(STARTUP_FAILURE)  # uvicorn has said why
+        return
+    os.environ.update(worker_environment(settings))
+    config = uvicorn.Config(WORKER_APP, factory=True, workers=count, **_config(settings, options))
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
+
+
+def _config(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    return {
         "host": settings.http_host,
         "port": settings.http_port,
         "log_level": "warning",
+        "http": DrainingHttp,
+        "timeout_graceful_shutdown": DRAIN_SECONDS,
         **options,
     }
-    if count == 1:
-        uvicorn.run(build_app(), **common)
-        return
-    os.environ.update(worker_environment(settings))
-    uvicorn.run(WORKER_APP, factory=True, workers=count, **common)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that connections waiting to be accepted when it stops
+    listening are served, not reset by the kernel as the listening socket closes.
+
+    They are taken off the socket and the socket is closed in one step, with no await in
+    between that would let the event loop run while more arrive."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Take the waiting connections, stop listening, then drain as uvicorn does."""
+        waiting = [conn for sock in sockets or [] for conn in _accept_waiting(sock)]
+        for listener in self.servers:
+            listener.close()
+        loop = asyncio.get_running_loop()
+        for conn in waiting:
+            await loop.connect_accepted_socket(self._protocol, conn)
+        await super().shutdown(sockets)
+
+    def _protocol(self) -> asyncio.Protocol:
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+
+def _accept_waiting(sock: socket.socket) -> list[socket.socket]:
+    """Every connection the kernel has queued on the listening ``sock``, without waiting."""
+    taken: list[socket.socket] = []
+    try:
+        sock.setblocking(False)
+    except OSError:  # closed already
+        return taken
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:  # BlockingIOError: none left
+            return taken
+        taken.append(conn)
+
+
+class DrainingHttp(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, except that a stop signal no longer drops requests sent.
+
+    On a stop signal uvicorn closes every connection that has no request in progress. A
+    connection the event loop had accepted but whose request it had not read yet, because
+    it was busy with others, counted as one without: it was closed with the request unread
+    and the kernel answered the client with a reset (19 of a burst of 20 concurrent POSTs).
+    Such a connection now gets a moment for its request to be read; that request is
+    answered, then the connection is closed."""
+
+    def shutdown(self) -> None:
+        """Close the connection once its request, if one was sent, is answered."""
+        if self.cycle is None:
+            self.loop.call_later(UNREAD_REQUEST_SECONDS, self._shutdown_now)
+            return
+        super().shutdown()
+
+    def _shutdown_now(self) -> None:
+        if not self.transport.is_closing():
+            super().shutdown()
 
 
 def worker_app() -> FastAPI:
