@@ -193,6 +193,9 @@ class Settings(BaseSettings):
                 raise ValueError("production profile needs an https HUB_ISSUER")
             if not self.master_keys or self.master_key_id not in self.master_keys:
                 raise ValueError("production profile needs HUB_MASTER_KEYS and HUB_MASTER_KEY_ID")
+            if self.clock_time_unit_seconds is not None:
+                # A compressed day would run deadline clocks and retention in minutes.
+                raise ValueError("production profile refuses HUB_CLOCK_TIME_UNIT_SECONDS")
             if self.dpop_nonce_required and not self.dpop_nonce_secret:
                 # Per-process nonce keys would make every other gateway replica refuse them.
                 raise ValueError("DPoP nonces in production need HUB_DPOP_NONCE_SECRET")

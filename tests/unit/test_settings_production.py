@@ -33,6 +33,7 @@ def test_a_complete_production_configuration_loads() -> None:
         ({"issuer": "http://hub.duisburg.de"}, "HUB_ISSUER"),
         ({"master_key_id": "k2"}, "HUB_MASTER_KEY_ID"),
         ({"dpop_nonce_required": True}, "HUB_DPOP_NONCE_SECRET"),
+        ({"clock_time_unit_seconds": 0.5}, "HUB_CLOCK_TIME_UNIT_SECONDS"),
     ],
 )
 def test_unsafe_production_settings_are_refused_by_name(change: dict[str, Any], named: str) -> None:
