@@ -85,8 +85,7 @@ def up() -> None:
             )
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=15)
+            runtime.join_all(threads)
 
 
 @main.command()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,6 +250,25 @@ def kafka_for(settings: Settings) -> Iterator[Settings]:
         address_file.unlink(missing_ok=True)
         supervisor.stop()
         broker.stop()
+
+
+#: How long a process's worker threads may take, all together, to end once told to stop.
+STOP_SECONDS = 3.0
+
+
+def join_all(threads: list[threading.Thread], within: float = STOP_SECONDS) -> None:
+    """Wait for the threads to end, all of them within ``within`` seconds.
+
+    A worker inside a Kafka client that waits for an absent broker does not see its stop
+    signal until the client gives up (a consumer's bootstrap waits 30 s); one thread after
+    the other, each with a timeout of its own, kept ``hub up`` from ending for a minute.
+    Threads still running are left to end with the process (they are daemons)."""
+    deadline = time.monotonic() + within
+    for thread in threads:
+        thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+    left = [t.name for t in threads if t.is_alive()]
+    if left:
+        log.warning("runtime.threads_left_running", extra={"threads": ",".join(left)})
 
 
 def running_kafka(settings: Settings) -> Settings:

@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 
 from connectors.simulator import HubClient, SimulatorServer
-from hub import runtime
+from hub import gateway, runtime
 from hub.app import create_app
 from hub.bootstrap import Hub, bootstrap, kafka_probe
 from hub.db import unit_of_work
@@ -66,7 +66,7 @@ class Demo:
             runtime.store_credentials(settings, list(self.creds.values()))
             runtime.record_policy_in_force(hub)
             ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub))
-            server = self._serve(hub)
+            server, serving = self._serve(hub)
             try:
                 self._start_partners(hub)
                 self._start_workers(hub)
@@ -76,25 +76,18 @@ class Demo:
                     self.stop.wait()
                 return done
             finally:
-                self._shutdown(server)
+                self._shutdown(server, serving)
 
-    def _serve(self, hub: Hub) -> uvicorn.Server:
+    def _serve(self, hub: Hub) -> tuple[uvicorn.Server, threading.Thread]:
         app = create_app(hub, kafka_check=kafka_probe(hub))
-        config = uvicorn.Config(
-            app,
-            host=hub.settings.http_host,
-            port=hub.settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
+        server = gateway.server(app, hub.settings, access_log=False)
         thread = threading.Thread(target=server.run, name="gateway", daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         self.say(f"Hub: {self.url}  (API: {self.url}/docs)")
-        return server
+        return server, thread
 
     def _start_partners(self, hub: Hub) -> None:
         with unit_of_work(hub.session_factory) as session:
@@ -244,13 +237,14 @@ class Demo:
                 return views[journey.steps[0].requester]
             self.stop.wait(0.5)
 
-    def _shutdown(self, server: uvicorn.Server) -> None:
+    def _shutdown(self, server: uvicorn.Server, serving: threading.Thread) -> None:
+        """Answer the requests in flight, then stop the workers and the partners' systems."""
+        server.should_exit = True
         self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
+        serving.join(timeout=gateway.DRAIN_SECONDS + 1)
+        runtime.join_all(self.threads)
         for sim in self.sims:
             sim.stop()
-        server.should_exit = True
 
 
 class DemoError(RuntimeError):

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_STOP_GRACE_SECONDS = 5.0
+#: Tansu ends on SIGTERM only once every client has hung up; with memory storage it has
+#: nothing to save, so a client left connected must not keep it (and ``hub up``) running.
+_STOP_GRACE_SECONDS = 1.0
 _LOG_TAIL_BYTES = 4000
 #: Producer ids used up after a restart, beyond the count the dead broker started from, when
 #: it could not say how many it had handed out (it died, or was frozen). ``hub up`` asks for
@@ -140,7 +142,7 @@ class EmbeddedBroker:
             raise RuntimeError(f"embedded broker did not come up on port {self.port}: {tail}")
 
     def stop(self) -> None:
-        """Terminate the broker, killing it if it ignores SIGTERM for 5 seconds."""
+        """Terminate the broker, killing it if it has not ended a second after SIGTERM."""
         with self._lock:
             if self._proc is None:
                 return
