@@ -6,6 +6,11 @@ event id as ``Idempotency-Key``. Redirects are never followed and the partner's 
 only up to a limit, so a misbehaving partner can neither redirect our signed messages elsewhere
 nor exhaust our memory. Both the webhook and the token endpoint go through the egress guard
 (``connectors.egress``): a URL the policy forbids is a transient failure that pauses the partner.
+
+A failure's reason is the status and a fixed phrase (``partner answered 422 (rejected)``), or the
+exception class for transport errors, never text the partner wrote: a partner that echoes a
+name in its error body would otherwise leak it into logs, the delivery state, dead-letter
+headers and the ``delivery-failed`` event. The error body is not read at all.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import logging
 import threading
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 from authlib.integrations.base_client import OAuthError
@@ -33,7 +37,17 @@ REFERRAL_ID_HEADER = "X-TalentHub-Referral-Id"
 TOKEN_REFRESH_MARGIN_SECONDS = 30.0
 # RFC 6749 §5.1 makes expires_in optional; assume a short life rather than forever.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
-PROBLEM_TEXT_LIMIT = 300
+# The error codes of RFC 6749 §5.2; any other ``error`` a token endpoint sends is partner text.
+OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
 # 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the partner asks us to come back.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
@@ -168,7 +182,8 @@ class HttpDeliverer:
             raise _TokenUnavailable(f"token endpoint unreachable ({type(exc).__name__})") from exc
         except OAuthError as exc:
             # Wrong credentials affect every message to this partner: pause it, don't dead-letter.
-            raise _TokenUnavailable(f"token endpoint refused: {exc.error}") from exc
+            code = exc.error if exc.error in OAUTH_ERRORS else "unrecognised error"
+            raise _TokenUnavailable(f"token endpoint refused: {code}") from exc
         except ValueError as exc:
             raise _TokenUnavailable("token endpoint answer malformed") from exc
         token = answer.get("access_token")
@@ -199,7 +214,9 @@ def _classify(response: httpx.Response, limit: int) -> DeliveryResult:
             status_code=status,
             retry_after=_retry_after(response.headers.get("retry-after")),
         )
-    return _rejected(response, limit)
+    return DeliveryResult(
+        "permanent", reason=f"partner answered {status} (rejected)", status_code=status
+    )
 
 
 def _delivered(response: httpx.Response, limit: int) -> DeliveryResult:
@@ -214,30 +231,6 @@ def _delivered(response: httpx.Response, limit: int) -> DeliveryResult:
         except ValueError:
             return DeliveryResult("transient", reason="malformed response", status_code=status)
     return DeliveryResult("delivered", status_code=status)
-
-
-def _rejected(response: httpx.Response, limit: int) -> DeliveryResult:
-    status = response.status_code
-    problem = _problem(response, limit)
-    text = problem.get("detail") or problem.get("title")
-    reason = f"partner rejected the message ({status})" + (f": {text}" if text else "")
-    return DeliveryResult("permanent", reason=reason, status_code=status, details=problem)
-
-
-def _problem(response: httpx.Response, limit: int) -> dict[str, Any]:
-    """The RFC 9457 fields of an error answer, each shortened; empty if it is none."""
-    try:
-        document = json.loads(_read(response, limit))
-    except (_TooLarge, ValueError):
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    fields = ("type", "title", "detail")
-    return {
-        name: document[name][:PROBLEM_TEXT_LIMIT]
-        for name in fields
-        if isinstance(document.get(name), str)
-    }
 
 
 def _read(response: httpx.Response, limit: int) -> bytes:

@@ -208,16 +208,17 @@ def test_partner_errors_are_transient(sim: SimulatorServer, push: HttpDeliverer)
     assert (malformed.outcome, malformed.reason) == ("transient", "malformed response")
 
 
-def test_a_rejection_is_permanent_and_names_the_partners_detail(
+def test_a_rejection_is_permanent_and_keeps_only_the_status(
     sim: SimulatorServer, push: HttpDeliverer
 ) -> None:
     set_mode(sim, "reject400")
 
     result = push.deliver(message())
 
+    # The partner's error text may name a person: only the status is kept.
     assert (result.outcome, result.status_code) == ("permanent", 400)
-    assert "field 'person' is not accepted" in result.reason
-    assert result.details["detail"] == "simulated rejection: field 'person' is not accepted"
+    assert result.reason == "partner answered 400 (rejected)"
+    assert result.details == {}
     assert received(sim) == []
 
 
