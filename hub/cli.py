@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import importlib
 import json
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -52,6 +54,8 @@ def up() -> None:
     from hub.app import create_app
 
     base = _settings()
+    _check_metrics_port(base)
+    listening = _listen(base)
     with runtime.kafka_for(base) as settings:
         hub = bootstrap(settings)
         _first_start(settings, runtime.prepare_database(hub))
@@ -81,7 +85,10 @@ def up() -> None:
         signal.signal(signal.SIGTERM, lambda *_: None)
         try:
             gateway_server.serve(
-                settings, lambda: create_app(hub, kafka_check=kafka_probe(hub)), access_log=False
+                settings,
+                lambda: create_app(hub, kafka_check=kafka_probe(hub)),
+                sock=listening,
+                access_log=False,
             )
         finally:
             stop.set()
@@ -98,7 +105,7 @@ def up() -> None:
 @click.option("--exit-when-done", is_flag=True, help="Stop once every journey has completed.")
 def demo(time_scale: float, exit_when_done: bool) -> None:
     """Run the hub with simulated partners and play three client journeys."""
-    from hub.demo.runner import Demo
+    from hub.demo.runner import Demo, DemoError
 
     base = _settings()
     settings = base.model_copy(
@@ -108,10 +115,20 @@ def demo(time_scale: float, exit_when_done: bool) -> None:
             "database_url": None,
         }
     )
-    run = Demo(settings, time_scale=time_scale, say=lambda line: click.echo(line, err=True))
+    listening = _listen(settings)
+    run = Demo(
+        settings,
+        listening=listening,
+        time_scale=time_scale,
+        say=lambda line: click.echo(line, err=True),
+    )
     signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
     signal.signal(signal.SIGINT, lambda *_: run.stop.set())
-    sys.exit(0 if run.run(exit_when_done=exit_when_done) else 1)
+    try:
+        done = run.run(exit_when_done=exit_when_done)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(0 if done else 1)
 
 
 @main.command()
@@ -129,7 +146,7 @@ def gateway() -> None:
         probe = kafka_probe(hub) if settings.kafka_bootstrap_servers else (lambda: False)
         return create_app(hub, kafka_check=probe)
 
-    gateway_server.serve(settings, build)
+    gateway_server.serve(settings, build, sock=_listen(settings))
 
 
 @main.command()
@@ -839,6 +856,40 @@ def _observe(hub: Hub, service: str) -> None:
     telemetry.configure(hub.settings, service=service)
     gauges.register(hub.session_factory)
     runtime.tune_gc()
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The gateway's listening socket, taken before anything starts; a port in use ends the
+    command with one line naming it and the setting that moves it."""
+    try:
+        return gateway_server.listen(settings)
+    except OSError as exc:
+        raise click.ClickException(_port_problem(settings.http_port, "HUB_HTTP_PORT", exc)) from exc
+
+
+def _check_metrics_port(settings: Settings) -> None:
+    """The same for the metrics port, which the metrics server binds a moment later."""
+    if not settings.metrics_port:
+        return
+    try:
+        with socket.create_server((settings.metrics_host, settings.metrics_port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            _port_problem(settings.metrics_port, "HUB_METRICS_PORT", exc)
+        ) from exc
+
+
+def _port_problem(port: int, setting: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"Port {port} ist schon belegt, {setting} auf einen freien Port setzen"
+            f" / port {port} is already in use: set {setting} to a free port"
+        )
+    return (
+        f"Port {port} lässt sich nicht öffnen ({exc.strerror}), {setting} prüfen"
+        f" / cannot listen on port {port} ({exc.strerror}): check {setting}"
+    )
 
 
 def _settings() -> Settings:

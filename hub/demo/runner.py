@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,12 +43,21 @@ TIMELINE_SETTLE_SECONDS = 60.0
 
 
 class Demo:
-    """One demo run; ``say`` receives the progress lines."""
+    """One demo run on the gateway socket ``listening``; ``say`` receives the progress lines.
+
+    The socket is bound before the run (hub.gateway.listen), so that the demo never plays
+    its journeys against another hub that holds the port."""
 
     def __init__(
-        self, settings: Settings, *, time_scale: float, say: Callable[[str], None]
+        self,
+        settings: Settings,
+        *,
+        listening: socket.socket,
+        time_scale: float,
+        say: Callable[[str], None],
     ) -> None:
         self.base_settings = settings
+        self.listening = listening
         self.time_scale = time_scale
         self.say = say
         self.stop = threading.Event()
@@ -81,11 +91,19 @@ class Demo:
     def _serve(self, hub: Hub) -> tuple[uvicorn.Server, threading.Thread]:
         app = create_app(hub, kafka_check=kafka_probe(hub))
         server = gateway.server(app, hub.settings, access_log=False)
-        thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self.listening]}, name="gateway", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+        if not server.started:
+            server.should_exit = True
+            raise DemoError(
+                "Das Gateway der Demo ist nicht gestartet (siehe oben)"
+                " / the demo's gateway did not start (see above)"
+            )
         self.say(f"Hub: {self.url}  (API: {self.url}/docs)")
         return server, thread
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -232,3 +233,34 @@ def test_ctrl_c_answers_every_request_that_was_sent(hub_up: HubUp) -> None:
     with sqlite3.connect(hub_up.data_dir / "hub.db") as db:
         (stored,) = db.execute("SELECT count(*) FROM referrals").fetchone()
     assert stored == counted[202]  # what was answered 202 is stored, nothing else
+
+
+@pytest.mark.parametrize("command", ["up", "demo"])
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path, command: str) -> None:
+    data_dir = tmp_path / "data"
+    kept = data_dir / "demo" / "kept"  # hub demo starts from an empty directory otherwise
+    kept.parent.mkdir(parents=True)
+    kept.write_text("another hub's")
+    env = {**os.environ, "HUB_DATA_DIR": str(data_dir)}
+    for name in ("HUB_DATABASE_URL", "HUB_KAFKA_BOOTSTRAP_SERVERS", "HUB_METRICS_PORT"):
+        env.pop(name, None)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env["HUB_HTTP_PORT"] = str(port)
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode != 0
+    named = [line for line in done.stderr.splitlines() if str(port) in line]
+    assert len(named) == 1 and "HUB_HTTP_PORT" in named[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert "läuft" not in done.stderr + done.stdout
+    assert (
+        not (data_dir / "broker.log").exists() and not (data_dir / "demo" / "broker.log").exists()
+    )
+    assert kept.read_text() == "another hub's"
