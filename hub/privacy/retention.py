@@ -25,7 +25,6 @@ what the policy keeps for years.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,19 +33,14 @@ from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
 from hub.deadlines.service import stop_clocks
-from hub.events.service import attributes_for
 from hub.inbox.models import InboxMessage
-from hub.outbox.service import add_event
 from hub.policy.model import DEFAULT_IDLE_DAYS, Policy, Route
-from hub.privacy.service import cipher, erase_person
+from hub.privacy.service import cancel_as_hub, cipher, erase_person
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
-from schemas.catalogue import load_catalogue
-from schemas.cloudevents import EventType
-from schemas.lifecycle import ACTIVE, TERMINAL, Status
-from schemas.messages import ReferralStatusChanged
+from schemas.lifecycle import ACTIVE, TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +145,7 @@ def close_idle(
     found = idle(session, policy=policy, now=now, day=day)
     for item in found:
         referral = session.get_one(Referral, item.referral_id)
-        _cancel_as_hub(session, referral, now=now, topic=topic)
+        cancel_as_hub(session, referral, reason=CLOSED_WHEN_IDLE, now=now, topic=topic)
         audit(
             session,
             actor_type="system",
@@ -168,44 +162,6 @@ def close_idle(
         )
     stop_clocks(session, referral_ids=[i.referral_id for i in found], at=now)
     return found
-
-
-def _cancel_as_hub(session: Session, referral: Referral, *, now: datetime, topic: str) -> None:
-    """The hub's own ``cancelled``: the history names the requester, whose move a
-    cancellation is; the event is the hub's, so the router sends it to both parties."""
-    rtype = load_catalogue().get(referral.type)
-    event = ReferralStatusChanged(
-        event_id=uuid.uuid4(),
-        referral_id=uuid.UUID(referral.id),
-        person_id=referral.person_id,
-        acting_partner="hub",
-        occurred_at=now,
-        recorded_at=now,
-        purpose=rtype.purpose if rtype else None,
-        legal_basis=rtype.legal_basis if rtype else None,
-        correlation_id=uuid.UUID(referral.correlation_id),
-        referral_type=referral.type,
-        requester=referral.requester_id,
-        performer=referral.performer_id,
-        from_status=Status(referral.status),
-        status=Status.CANCELLED,
-        reason=CLOSED_WHEN_IDLE,
-    )
-    referral.status, referral.business_status = Status.CANCELLED.value, None
-    referral.updated_at = now
-    referral.history.append(
-        StatusHistory(
-            referral_id=referral.id,
-            status=Status.CANCELLED.value,
-            reason=CLOSED_WHEN_IDLE,
-            set_by=referral.requester_id,
-            occurred_at=now,
-            recorded_at=now,
-            event_id=str(event.event_id),
-        )
-    )
-    attrs = attributes_for(EventType.REFERRAL_STATUS_CHANGED, event)
-    add_event(session, topic=topic, attrs=attrs, data=event)
 
 
 def _name(route: Route | None) -> str:

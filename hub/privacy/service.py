@@ -150,58 +150,60 @@ def _forget_rows(session: Session, person_id: str) -> None:
 
 
 def _close_open_referrals(session: Session, *, person_id: str, topic: str, now: datetime) -> None:
-    """Cancel the person's open referrals: nobody can work on them without the person's data.
-
-    ``cancelled`` is the lifecycle's end for work that will not be done; the reason says
-    why. The history entry names the requester, whose move a cancellation is; the event is
-    the hub's, so the router sends it to both parties.
-    """
+    """Cancel the person's open referrals: nobody can work on them without the person's data."""
     from hub.deadlines.service import stop_clocks  # imports this module
 
     active = [s.value for s in ACTIVE]
     referrals = session.scalars(
         select(Referral).where(Referral.person_id == person_id, Referral.status.in_(active))
     ).all()
-    catalogue = load_catalogue()
     for referral in referrals:
-        rtype = catalogue.get(referral.type)
-        event = ReferralStatusChanged(
-            event_id=uuid.uuid4(),
-            referral_id=uuid.UUID(referral.id),
-            person_id=person_id,
-            acting_partner="hub",
+        cancel_as_hub(session, referral, reason=CLOSED_BY_ERASURE, now=now, topic=topic)
+    stop_clocks(session, referral_ids=[r.id for r in referrals], at=now)
+
+
+def cancel_as_hub(
+    session: Session, referral: Referral, *, reason: str, now: datetime, topic: str
+) -> None:
+    """The hub's own ``cancelled`` of a referral nobody will work on (erasure, idleness).
+
+    ``cancelled`` is the lifecycle's end for work that will not be done; ``reason`` says
+    why. The history entry names the requester, whose move a cancellation is; the event is
+    the hub's, so the router sends it to both parties. The caller stops the clocks.
+    """
+    rtype = load_catalogue().get(referral.type)
+    event = ReferralStatusChanged(
+        event_id=uuid.uuid4(),
+        referral_id=uuid.UUID(referral.id),
+        person_id=referral.person_id,
+        acting_partner="hub",
+        occurred_at=now,
+        recorded_at=now,
+        purpose=rtype.purpose if rtype else None,
+        legal_basis=rtype.legal_basis if rtype else None,
+        correlation_id=uuid.UUID(referral.correlation_id),
+        referral_type=referral.type,
+        requester=referral.requester_id,
+        performer=referral.performer_id,
+        from_status=Status(referral.status),
+        status=Status.CANCELLED,
+        reason=reason,
+    )
+    referral.status, referral.business_status = Status.CANCELLED.value, None
+    referral.updated_at = now
+    referral.history.append(
+        StatusHistory(
+            referral_id=referral.id,
+            status=Status.CANCELLED.value,
+            reason=reason,
+            set_by=referral.requester_id,
             occurred_at=now,
             recorded_at=now,
-            purpose=rtype.purpose if rtype else None,
-            legal_basis=rtype.legal_basis if rtype else None,
-            correlation_id=uuid.UUID(referral.correlation_id),
-            referral_type=referral.type,
-            requester=referral.requester_id,
-            performer=referral.performer_id,
-            from_status=Status(referral.status),
-            status=Status.CANCELLED,
-            reason=CLOSED_BY_ERASURE,
+            event_id=str(event.event_id),
         )
-        referral.status, referral.business_status = Status.CANCELLED.value, None
-        referral.updated_at = now
-        referral.history.append(
-            StatusHistory(
-                referral_id=referral.id,
-                status=Status.CANCELLED.value,
-                reason=CLOSED_BY_ERASURE,
-                set_by=referral.requester_id,
-                occurred_at=now,
-                recorded_at=now,
-                event_id=str(event.event_id),
-            )
-        )
-        add_event(
-            session,
-            topic=topic,
-            attrs=attributes_for(EventType.REFERRAL_STATUS_CHANGED, event),
-            data=event,
-        )
-    stop_clocks(session, referral_ids=[r.id for r in referrals], at=now)
+    )
+    attrs = attributes_for(EventType.REFERRAL_STATUS_CHANGED, event)
+    add_event(session, topic=topic, attrs=attrs, data=event)
 
 
 def _checkpoint(engine: Engine) -> None:
