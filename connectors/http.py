@@ -236,7 +236,7 @@ def _delivered(response: httpx.Response, limit: int) -> DeliveryResult:
 def _read(response: httpx.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of the body, or _TooLarge; never buffers more than that."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
@@ -253,7 +253,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -54,7 +54,7 @@ def pending(
         InboxMessage.partner_id == partner_id, InboxMessage.acked_at.is_(None)
     )
     if cursor:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
             raise InvalidInput("cursor is not valid", field="cursor")
         stmt = stmt.where(InboxMessage.id > int(cursor))
     rows = list(session.scalars(stmt.order_by(InboxMessage.id).limit(limit + 1)))

@@ -734,7 +734,7 @@ def audit_page(
     query = AuditFilter(
         person=person.strip()[:70],
         prefix=action.strip()[:64],
-        before=int(before) if before.isdigit() else None,
+        before=int(before) if before.isascii() and before.isdigit() else None,
     )
     return _audit_view(request, staff, query, report=None)
 

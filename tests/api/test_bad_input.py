@@ -259,3 +259,15 @@ def test_status_occurring_in_the_future_is_422(client: TestClient, partners: Par
         json={"status": "accepted", "occurred_at": "2999-01-01T00:00:00Z"},
     )
     assert_problem(r, 422, "occurred_at lies in the future")
+
+
+def test_a_cursor_of_digits_that_are_not_ascii_is_422(
+    client: TestClient, partners: Partners
+) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` fails: a cursor must be ASCII digits."""
+    amt = partners.headers(client, "amt")
+    for cursor in ("%C2%B2", "%D9%A3"):  # superscript two, Arabic-Indic three
+        r = client.get(f"/v1/inbox?cursor={cursor}", headers=amt)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "cursor" in r.text
