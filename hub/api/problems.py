@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.audit.service import record as audit
 from hub.db import unit_of_work
-from hub.errors import PROBLEM_BASE, HubError, MalformedRequest
+from hub.errors import PROBLEM_BASE, Conflict, HubError, MalformedRequest
+from hub.privacy.errors import PersonErased
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,13 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PersonErased, _person_erased)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def _person_erased(request: Request, exc: PersonErased) -> JSONResponse:
+    """A request that would seal new data for an erased person: theirs is gone for good."""
+    return await hub_error(request, Conflict("the person's data was erased; nothing new is kept"))
 
 
 async def hub_error(request: Request, exc: HubError) -> JSONResponse:

@@ -45,6 +45,13 @@ def resolve_person(session: Session, *, partner_id: str, person: PersonIn) -> Pe
         known = session.get(Person, person.id)
         if known is None:
             raise InvalidInput("person.id names no known person", field="person.id")
+        key = session.get(PersonKey, known.id)
+        if key is not None and key.erased_at is not None:
+            # Nothing new may be tied to the pseudonym: it would bring data back (Art. 17).
+            raise Conflict(
+                f"person.id names a person whose data was erased on {key.erased_at.date()}",
+                field="person.id",
+            )
         if found is not None and found.id != known.id:
             raise Conflict(
                 "person.partner_reference is already linked to another person",
