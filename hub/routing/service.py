@@ -84,15 +84,17 @@ def needs_consent(policy: Policy, data: dict[str, Any]) -> bool:
 
 #: The reason of the cancellation the hub makes when it erases a person (hub.privacy.service).
 ERASED = "person-erased"
+#: ... and when it ends a referral left idle past its route's limit (hub.privacy.retention).
+IDLE = "retention-idle"
 
 
 def tells_of_erasure(data: dict[str, Any]) -> bool:
-    """True for the hub's own cancellation of an erased person's referral.
+    """True for the hub's own cancellation of a referral nobody will work on any more.
 
     It reaches both parties whatever the consent: a recipient must hear of an erasure
-    (Art. 17(2), 19 GDPR), and it carries the status and its reason, no personal data
-    beyond the referral's pseudonymous ids."""
-    return data.get("acting_partner") == "hub" and data.get("reason") == ERASED
+    (Art. 17(2), 19 GDPR) and must not keep working on a case the hub closed; it carries
+    the status and its reason, no personal data beyond the referral's pseudonymous ids."""
+    return data.get("acting_partner") == "hub" and data.get("reason") in (ERASED, IDLE)
 
 
 def withheld(

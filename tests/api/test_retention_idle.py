@@ -207,3 +207,26 @@ def test_a_route_without_idle_days_keeps_an_open_referral_three_years() -> None:
         }
     )
     assert route.idle_days == DEFAULT_IDLE_DAYS == 1095
+
+
+def test_an_idle_consent_based_referral_is_closed_for_both_parties_after_withdrawal(
+    hub_and_partners: tuple[Hub, Partners], client: TestClient
+) -> None:
+    """The hub's closing carries no personal data: it reaches the performer though the
+    consent the route rests on was withdrawn meanwhile."""
+    from hub.routing import service as routing
+    from tests.api.test_consent_withdrawal import COUNSELLING, create, setup_person
+
+    assert routing.IDLE == retention.CLOSED_WHEN_IDLE
+    hub, partners = hub_and_partners
+    jc, amt = partners.headers(client, "jobcenter"), partners.headers(client, "amt")
+    pid, consent_id = setup_person(client, jc)
+    rid = create(client, jc, COUNSELLING, pid)
+    run_consumers(hub)
+    assert client.post(f"/v1/consents/{consent_id}/withdraw", headers=jc).status_code == 200
+    _back_date(hub, rid, LONG_AGO)
+
+    assert [i.referral_id for i in _run(hub, utcnow()).closed] == [rid]
+    run_consumers(hub)
+    for headers in (jc, amt):
+        assert _closings(client, headers, rid) == [("cancelled", "retention-idle")]
