@@ -59,7 +59,9 @@ def _request_many(running: Running, total: int) -> None:
 
 
 def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Running) -> None:
-    total = 1500
+    # A consumer commits a whole poll (up to 500 records) at once, and one more may commit
+    # between seeing the rows and the SIGKILL: room for two kills before the end.
+    total = 3000
     _request_many(running, total)
     running.start_relay()
     wait_for(
