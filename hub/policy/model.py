@@ -94,6 +94,12 @@ class Policy:
                 return r
         return None
 
+    def status_share(self, requester: str, performer: str, type_: str, viewer: str) -> StatusShare:
+        """What ``viewer`` may see of the other side's status changes in this flow (nothing
+        when the policy no longer has the route)."""
+        route = self.route(requester, performer, type_)
+        return route.status_share(viewer) if route is not None else StatusShare()
+
     def check_partners(self, kinds: dict[str, str], catalogue: Catalogue) -> None:
         """Refuse a policy naming partners that are not registered or of the wrong kind."""
         for line, r in zip(self.lines, self.routes, strict=True):

@@ -78,8 +78,7 @@ def summary_of(referral: Referral, *, viewer: str, policy: Policy) -> ReferralSu
 
 
 def _share(referral: Referral, viewer: str, policy: Policy) -> StatusShare:
-    route = policy.route(referral.requester_id, referral.performer_id, referral.type)
-    return route.status_share(viewer) if route is not None else StatusShare()
+    return policy.status_share(referral.requester_id, referral.performer_id, referral.type, viewer)
 
 
 def _entry(h: StatusHistory, viewer: str, share: StatusShare) -> StatusEntry:

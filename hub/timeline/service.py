@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hub.consent.service import shared_by_consent
 from hub.errors import NotFound
-from hub.policy.model import Policy, StatusShare
+from hub.policy.model import Policy
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
 from schemas.cloudevents import CloudEventAttributes
@@ -72,8 +72,9 @@ def timeline_for_partner(
         code = entry.business_status
         referral = referrals[entry.referral_id or ""]
         if code is not None and entry.source_partner != viewer:
-            route = policy.route(referral.requester_id, referral.performer_id, referral.type)
-            share = route.status_share(viewer) if route is not None else StatusShare()
+            share = policy.status_share(
+                referral.requester_id, referral.performer_id, referral.type, viewer
+            )
             if code not in share.business_statuses:
                 code = None
         entries.append(PartnerEntry(entry, code))
