@@ -22,6 +22,7 @@ from schemas.catalogue import load_catalogue, validate_payload
 from schemas.lifecycle import Status
 from schemas.messages import (
     EventData,
+    PersonErased,
     ReferralCreate,
     ReferralRequested,
     ReferralStatusChanged,
@@ -30,6 +31,7 @@ from schemas.messages import (
 
 REQUESTED = "de.duisburg.talenthub.referral.requested.v1"
 STATUS_CHANGED = "de.duisburg.talenthub.referral.status-changed.v1"
+ERASED = "de.duisburg.talenthub.person.erased.v1"
 BODY = "body"
 
 M = TypeVar("M", bound=BaseModel)
@@ -170,8 +172,12 @@ def change_status(
     return ChangeStatus(referral_id=referral_id, body=body, idempotency_key=key)
 
 
-def parse_event(event_type: str, data: Any) -> ReferralRequested | ReferralStatusChanged:
+def parse_event(
+    event_type: str, data: Any
+) -> ReferralRequested | ReferralStatusChanged | PersonErased:
     """The routed event as its canonical model; unsupported types are a MappingError."""
+    if event_type == ERASED:
+        return parse(PersonErased, as_object(data, "data"), prefix="data")
     models: dict[str, type[ReferralRequested] | type[ReferralStatusChanged]] = {
         REQUESTED: ReferralRequested,
         STATUS_CHANGED: ReferralStatusChanged,
@@ -213,6 +219,19 @@ def wrong_type(supported: set[str]) -> MappingError:
     return MappingError(
         "data.referral_type", f"this partner kind performs only {sorted(supported)}"
     )
+
+
+def erasure_notice(event: PersonErased) -> dict[str, Any]:
+    """The flat German notice that the hub erased a person (Art. 19 GDPR): the pseudonym and
+    the partner's own referrals with that person, for it to erase or restrict its copy."""
+    return {
+        "meldungsart": "LOESCHMITTEILUNG",
+        "nachricht_id": str(event.event_id),
+        "person_pseudonym": event.person_id,
+        "vermittlung_ids": [str(i) for ids in event.notify.values() for i in ids],
+        "grund": event.reason,
+        "zeitpunkt": event.occurred_at.isoformat(),
+    }
 
 
 def status_notice(event: ReferralStatusChanged) -> dict[str, Any]:

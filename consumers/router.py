@@ -1,6 +1,7 @@
 """Router: each canonical event goes to the delivery topic of the partners it concerns.
 
-A new referral goes to its performer; a status change goes to the other party. Just before
+A new referral goes to its performer; a status change goes to the other party; an erasure
+goes to every partner that took part in one of the person's referrals. Just before
 routing, the route policy and (for consent-based routes) the person's consent are checked
 again: a consent withdrawn since the referral was accepted holds the event back with its
 reason, for staff to see and release. Each recipient gets only the fields its route allows,
@@ -11,11 +12,16 @@ The routed copy keeps the event id, so every later hop deduplicates on it.
 from __future__ import annotations
 
 from consumers.runner import Context, Event
+from hub.routing import erasure
 from hub.routing import service as routing
 from schemas.cloudevents import EventType
 from schemas.messages import ReferralRequested, ReferralStatusChanged
 
-ROUTED_TYPES = {EventType.REFERRAL_REQUESTED, EventType.REFERRAL_STATUS_CHANGED}
+ROUTED_TYPES = {
+    EventType.REFERRAL_REQUESTED,
+    EventType.REFERRAL_STATUS_CHANGED,
+    EventType.PERSON_ERASED,
+}
 
 
 def recipients(event: Event) -> list[str]:
@@ -25,12 +31,24 @@ def recipients(event: Event) -> list[str]:
     if event.attrs.type == EventType.REFERRAL_STATUS_CHANGED:
         changed = ReferralStatusChanged.model_validate(event.data)
         return sorted({changed.requester, changed.performer} - {changed.acting_partner})
+    if event.attrs.type == EventType.PERSON_ERASED:
+        return erasure.recipients(event.data)
     return []
 
 
 def handle(event: Event, ctx: Context) -> None:
     """Stage one minimised copy per recipient in the outbox, or hold it with the reason."""
     if event.attrs.type not in ROUTED_TYPES:
+        return
+    if event.attrs.type == EventType.PERSON_ERASED:
+        for partner_id in recipients(event):
+            erasure.send(
+                ctx.session,
+                settings=ctx.settings,
+                attrs=event.attrs,
+                data=event.data,
+                recipient=partner_id,
+            )
         return
     for partner_id in recipients(event):
         route, reason = routing.blocked_reason(ctx.session, ctx.policy, event.data)

@@ -318,9 +318,15 @@ class RoutingHoldView(BaseModel):
 
 
 class PersonErased(EventData):
-    """``de.duisburg.talenthub.person.erased.v1``: the person's data key was deleted."""
+    """``de.duisburg.talenthub.person.erased.v1``: the person's data key was deleted.
+
+    ``notify`` names every partner that took part in one of the person's referrals, each with
+    those referrals: the router tells each of them (Art. 19 GDPR), and a partner's copy keeps
+    only its own entry.
+    """
 
     reason: str
+    notify: dict[PartnerId, list[UUID]] = Field(default_factory=dict)
 
 
 class DeadlineDue(EventData):

@@ -34,13 +34,20 @@ from connectors.native import (
 )
 from schemas.catalogue import load_catalogue
 from schemas.lifecycle import Status
-from schemas.messages import PartnerId, PersonId, ReferralRequested, ReferralStatusChanged
+from schemas.messages import (
+    PartnerId,
+    PersonErased,
+    PersonId,
+    ReferralRequested,
+    ReferralStatusChanged,
+)
 
 KIND = "authority"
 ANFRAGE = "talenthub.referral.anfrage.0101"
 STATUS = "talenthub.referral.status.0201"
 ZUWEISUNG = "talenthub.referral.zuweisung.0301"
 STATUSMITTEILUNG = "talenthub.referral.statusmitteilung.0401"
+LOESCHMITTEILUNG = "talenthub.person.loeschmitteilung.0501"
 
 
 def _code(status: Status, business_status: str | None = None, **extra: str) -> StatusCode:
@@ -174,6 +181,8 @@ class AuthorityMapper:
     def to_native(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """The XAusländer-style message for one routed event; raises MappingError."""
         event = parse_event(event_type, data)
+        if isinstance(event, PersonErased):
+            return self._envelope(event, LOESCHMITTEILUNG, _erasure_notice(event))
         if isinstance(event, ReferralRequested):
             return self._envelope(event, ZUWEISUNG, _assignment(event))
         return self._envelope(event, STATUSMITTEILUNG, _status_notice(event))
@@ -192,7 +201,7 @@ class AuthorityMapper:
 
     def _envelope(
         self,
-        event: ReferralRequested | ReferralStatusChanged,
+        event: ReferralRequested | ReferralStatusChanged | PersonErased,
         message_type: str,
         inhalt: dict[str, Any],
     ) -> dict[str, Any]:
@@ -259,6 +268,16 @@ def _assignment(event: ReferralRequested) -> dict[str, Any]:
         "rechtsgrundlage": event.legal_basis,
         "korrelationsID": str(event.correlation_id),
         "anfragezeitpunkt": event.occurred_at.isoformat(),
+    }
+
+
+def _erasure_notice(event: PersonErased) -> dict[str, Any]:
+    """The hub erased the person (Art. 19 GDPR): the Amt's own referrals with them."""
+    return {
+        "personPseudonym": event.person_id,
+        "vermittlungIDs": [str(i) for ids in event.notify.values() for i in ids],
+        "grund": event.reason,
+        "zeitpunkt": event.occurred_at.isoformat(),
     }
 
 

@@ -28,6 +28,7 @@ from connectors.native import (
     change_status,
     compact,
     create_referral,
+    erasure_notice,
     iso,
     lookup,
     message_type,
@@ -38,7 +39,7 @@ from connectors.native import (
     wrong_type,
 )
 from schemas.lifecycle import Status
-from schemas.messages import PersonId, ReferralRequested
+from schemas.messages import PersonErased, PersonId, ReferralRequested
 
 ASSESSMENT = "recognition.assessment"
 ADAPTATION = "recognition.adaptation"
@@ -133,6 +134,8 @@ class ChamberMapper:
     def to_native(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """The chamber's JSON for one routed event; raises MappingError."""
         event = parse_event(event_type, data)
+        if isinstance(event, PersonErased):
+            return erasure_notice(event)
         if isinstance(event, ReferralRequested):
             return self._assessment_request(event)
         return status_notice(event)

@@ -25,6 +25,7 @@ from connectors.native import (
     change_status,
     compact,
     create_referral,
+    erasure_notice,
     iso,
     lookup,
     message_type,
@@ -36,7 +37,7 @@ from connectors.native import (
 )
 from connectors.university.config import UniversityConfig
 from schemas.lifecycle import Status
-from schemas.messages import ReferralRequested
+from schemas.messages import PersonErased, ReferralRequested
 
 # Campus prefix (DU Duisburg, ES Essen), seven-digit student number, two-digit card counter.
 _MATRIKELNUMMER = re.compile(r"^(DU|ES)\d{9}$")
@@ -152,6 +153,8 @@ class UniversityMapper:
     def to_native(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """The registry's JSON for one routed event; raises MappingError."""
         event = parse_event(event_type, data)
+        if isinstance(event, PersonErased):
+            return erasure_notice(event)
         if isinstance(event, ReferralRequested):
             return _confirmation_request(event)
         return status_notice(event)

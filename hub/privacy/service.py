@@ -81,8 +81,10 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     with the key. Here the rows lose what is not encrypted, or what would otherwise stay
     readable until the key goes (see ``_forget_rows``); the person's open referrals are
     cancelled (``CLOSED_BY_ERASURE``) with their clocks stopped, and each party hears of it
-    by the routed status change; ``person.erased`` closes the timeline. On SQLite the WAL is
-    checkpointed once this commits, so the replaced pages leave ``hub.db-wal`` too.
+    by the routed status change; ``person.erased`` closes the timeline and tells every
+    partner that took part in one of the person's referrals, open or closed (``notify``).
+    On SQLite the WAL is checkpointed once this commits, so the replaced pages leave
+    ``hub.db-wal`` too.
     """
     if reason not in ERASURE_REASONS:
         raise InvalidInput(f"reason must be one of {', '.join(ERASURE_REASONS)}", field="reason")
@@ -90,6 +92,7 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     if person is None:
         raise NotFound(f"no person {person_id}")
     now = utcnow()
+    notify = _parties(session, person_id)
     _close_open_referrals(session, person_id=person_id, topic=topic, now=now)
     cipher(session).keys.erase(person_id)
     person.given_name = person.family_name = person.birth_date = None
@@ -110,6 +113,7 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
         recorded_at=now,
         correlation_id=uuid.uuid4(),
         reason=reason,
+        notify=notify,
     )
     add_event(
         session, topic=topic, attrs=attributes_for(EventType.PERSON_ERASED, erased), data=erased
@@ -117,6 +121,21 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     after_commit(session, lambda: _checkpoint(engine))
+
+
+def _parties(session: Session, person_id: str) -> dict[str, list[uuid.UUID]]:
+    """Each partner that took part in one of the person's referrals, with those referrals:
+    the recipients the hub disclosed the person's data to (Art. 19 GDPR)."""
+    parties: dict[str, list[uuid.UUID]] = {}
+    stmt = (
+        select(Referral.id, Referral.requester_id, Referral.performer_id)
+        .where(Referral.person_id == person_id)
+        .order_by(Referral.created_at, Referral.id)
+    )
+    for referral_id, requester, performer in session.execute(stmt):
+        for partner in dict.fromkeys((requester, performer)):
+            parties.setdefault(partner, []).append(uuid.UUID(referral_id))
+    return parties
 
 
 def _forget_rows(session: Session, person_id: str) -> None:

@@ -14,13 +14,14 @@ from connectors.base import ChangeStatus, CreateReferral, MappingError, Operatio
 from connectors.chamber.mapping import STATUS_CODES as CHAMBER_CODES
 from connectors.config import ConnectorConfig, resolve_secret
 from connectors.jobcenter.mapping import STATUS_CODES as JOBCENTER_CODES
-from connectors.native import REQUESTED, STATUS_CHANGED, StatusCode
+from connectors.native import ERASED, REQUESTED, STATUS_CHANGED, StatusCode
 from connectors.registry import KINDS, connector_for
 from connectors.university.mapping import STATUS_CODES as UNIVERSITY_CODES
 from schemas.catalogue import load_catalogue, validate_payload
 from schemas.lifecycle import REASONS, Status
 from schemas.messages import (
     PersonDetails,
+    PersonErased,
     ReferralCreate,
     ReferralRequested,
     ReferralStatusChanged,
@@ -170,7 +171,11 @@ def test_chamber_negative_decision_completes_and_withdrawal_fails() -> None:
 
 # --- outbound ---------------------------------------------------------------------------
 
-OUTBOUND_EVENTS = {"referral-requested": REQUESTED, "referral-status-changed": STATUS_CHANGED}
+OUTBOUND_EVENTS = {
+    "referral-requested": REQUESTED,
+    "referral-status-changed": STATUS_CHANGED,
+    "person-erased": ERASED,
+}
 _COMMON: dict[str, Any] = {
     "person_id": "p_Xk3v9QmT2bLr7WzA",
     "occurred_at": "2027-03-01T09:30:00+01:00",
@@ -195,6 +200,15 @@ def _changed(rtype: str, requester: str, performer: str, **status: Any) -> Any:
         **_COMMON, "event_id": "66666666-7777-4888-8999-000000000000",
         "referral_id": "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff", "acting_partner": performer,
         "referral_type": rtype, "requester": requester, "performer": performer, **status,
+    })  # fmt: skip
+
+
+def _erased(partner: str) -> Any:
+    return PersonErased.model_validate({
+        **_COMMON, "event_id": "99999999-aaaa-4bbb-8ccc-dddddddddddd", "acting_partner": "hub",
+        "reason": "request-art-17",
+        "notify": {partner: ["aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+                             "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"]},
     })  # fmt: skip
 
 
@@ -227,6 +241,10 @@ EVENTS: dict[tuple[str, str], Any] = {
         "recognition.assessment", "amt", "ihk-fosa", from_status="in-progress",
         status="completed", business_status="DECISION_PARTIAL_EQUIVALENCE",
         outcome="partial-equivalence"),
+    ("university", ERASED): _erased("ude"),
+    ("chamber", ERASED): _erased("ihk-fosa"),
+    ("jobcenter", ERASED): _erased("jobcenter"),
+    ("authority", ERASED): _erased("amt"),
 }  # fmt: skip
 
 
@@ -237,6 +255,10 @@ def test_outbound_matches_the_documented_example(kind: str, event_type: str) -> 
     native = KINDS[kind].outbound.to_native(event_type, event.model_dump(mode="json"))
     assert native == example(kind, f"outbound-{name}")
     text = json.dumps(native)
+    if event_type == ERASED:  # the pseudonym and the partner's own referrals, nothing else
+        referrals = [str(i) for ids in event.notify.values() for i in ids]
+        assert event.person_id in text and all(r in text for r in referrals)
+        return
     assert str(event.event_id) in text and str(event.referral_id) in text
 
 
