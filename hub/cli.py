@@ -820,26 +820,46 @@ def housekeeping(dry_run: bool) -> None:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
+    required=True,
+    help="Directory for the two files; created readable by its owner only if missing.",
 )
-def people_export(person_id: str, out_dir: Path) -> None:
-    """Write the Art. 15 report as JSON and as a German HTML page."""
-    from hub.privacy.export import export_person, render_html
+@click.option(
+    "--language",
+    help="Language of the HTML page: de, en, ar, tr or uk; default: that of the person's "
+    "newest consent notice, else German.",
+)
+@click.option("--force", is_flag=True, help="Replace report files already there.")
+def people_export(person_id: str, out_dir: Path, language: str | None, force: bool) -> None:
+    """Write the Art. 15 report as JSON and as an HTML page for the person (files 0600)."""
+    from hub.privacy.export import export_person
+    from hub.privacy.report import render_html, write_private
+    from schemas.labels import LANGUAGES
 
+    if language is not None and language not in LANGUAGES:
+        raise click.BadParameter(f"one of {', '.join(LANGUAGES)}", param_hint="--language")
+    paths = [out_dir / f"art15-{person_id}.{ext}" for ext in ("json", "html")]
+    taken = [str(p) for p in paths if p.exists()]
+    if taken and not force:
+        raise click.ClickException(f"{', '.join(taken)} already there; --force replaces it")
     hub = bootstrap(_settings())
     try:
         with unit_of_work(hub.session_factory) as session:
-            report = export_person(session, person_id=person_id, by="cli:export")
+            report = export_person(
+                session,
+                person_id=person_id,
+                by="cli:export",
+                policy=hub.policy,
+                settings=hub.settings,
+                language=language,
+            )
     except HubError as exc:
         raise click.ClickException(exc.detail) from exc
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"auskunft-{person_id}.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False)
-    )
-    (out_dir / f"auskunft-{person_id}.html").write_text(render_html(report), encoding="utf-8")
-    click.echo(f"{out_dir / f'auskunft-{person_id}.json'}")
-    click.echo(f"{out_dir / f'auskunft-{person_id}.html'}")
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(paths[0], json.dumps(report, indent=2, ensure_ascii=False), force=force)
+    write_private(paths[1], render_html(report), force=force)
+    for path in paths:
+        click.echo(str(path))
+    click.echo(f"Art. 15 report in {report['language']} written (0600)", err=True)
 
 
 def _with_kafka(settings: Settings) -> Settings:

@@ -1,10 +1,15 @@
-"""The GDPR Art. 15 access report: what the hub holds on a person, what it sent to whom,
-when, and on which legal basis — as JSON for machines and as a German HTML page for people.
+"""The GDPR Art. 15 access report: everything the hub holds on a person, decrypted with the
+person's key, what it sent to whom, when and on which basis, and the Art. 15(1) information.
+
+``export_person`` collects it as a dict with English machine keys and the catalogue's ids
+(the JSON for machines); ``hub.privacy.report.render_html`` turns it into the page the person
+reads. After an erasure nothing decryptable is left: the report then holds the pseudonym,
+the history without contents and the proof of the transfers.
 """
 
 from __future__ import annotations
 
-import html
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -12,29 +17,53 @@ from sqlalchemy.orm import Session
 
 from hub.audit.models import AuditRecord
 from hub.audit.service import record as audit
+from hub.consent.models import Consent
 from hub.consent.service import for_person
 from hub.db import utcnow
+from hub.deadlines.models import ClockInstance
 from hub.errors import NotFound
+from hub.partners.models import Partner
 from hub.people.models import Person, PersonReference
+from hub.policy.model import Policy, Route
+from hub.policy.projection import shared_status
 from hub.privacy.models import PersonKey
-from hub.privacy.service import open_value
-from hub.referrals.models import Referral
+from hub.privacy.service import open_event, open_value
+from hub.referrals.models import Referral, StaffNote, StatusHistory
+from hub.routing.models import RoutingHold
 from hub.timeline.models import TimelineEntry
+from schemas.cloudevents import TYPE_PREFIX, EventType
+from schemas.labels import DEFAULT_LANGUAGE, pick_language
 
 DELIVERY_ACTIONS = ("delivery.delivered", "delivery.inbox", "delivery.rejected")
 # What a partner's API read records per person it returned (hub.api.deps.audit_read).
 PARTNER_READ = "api.read"
-# The German names of what a partner read, by route template.
-READ_LABELS = {
-    "/v1/referrals/{referral_id}": "Vermittlung",
-    "/v1/referrals": "Liste der Vermittlungen",
-    "/v1/inbox": "Posteingang",
-    "/v1/people/{person_id}/timeline": "Zeitleiste",
-    "/v1/people/{person_id}/consents": "Einwilligungen",
+# What the staff UI records when a caseworker looks at the person (hub.web.pages.viewing).
+STAFF_VIEW = "staff."
+# What a partner read, by route template: the report names it in the reader's language.
+READS = {
+    "/v1/referrals/{referral_id}": "referral",
+    "/v1/referrals": "referrals",
+    "/v1/inbox": "inbox",
+    "/v1/people/{person_id}/timeline": "timeline",
+    "/v1/people/{person_id}/consents": "consents",
+}
+# Where the settings do not name the controller yet (HUB_CONTROLLER_NAME and friends).
+DEFAULT_CONTROLLER = {
+    "name": "Stadt Duisburg, International Talent Center",
+    "contact": "Stadt Duisburg, Burgplatz 19, 47051 Duisburg",
+    "dpo_contact": "Datenschutzbeauftragte der Stadt Duisburg, Burgplatz 19, 47051 Duisburg",
 }
 
 
-def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any]:
+def export_person(
+    session: Session,
+    *,
+    person_id: str,
+    by: str,
+    policy: Policy,
+    settings: object | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
     """Everything the hub holds on the person, and every transfer about them."""
     person = session.get(Person, person_id)
     if person is None:
@@ -47,100 +76,278 @@ def export_person(session: Session, *, person_id: str, by: str) -> dict[str, Any
         person_id=person_id,
     )
     erased = session.scalar(select(PersonKey.erased_at).where(PersonKey.person_id == person_id))
+    partners = {p.id: p for p in session.scalars(select(Partner))}
+    consents = for_person(session, person_id=person_id)
+    referrals = list(
+        session.scalars(
+            select(Referral).where(Referral.person_id == person_id).order_by(Referral.created_at)
+        )
+    )
+    report: dict[str, Any] = {
+        "generated_at": _at(utcnow()),
+        "language": pick_language(language) or _notice_language(consents) or DEFAULT_LANGUAGE,
+        "erased_at": _at(erased),
+        "controller": _controller(settings),
+        "person": _person(session, person, partners),
+        "referrals": [_referral(session, r, policy, partners) for r in referrals],
+        "timeline": _timeline(session, person_id, partners),
+        "consents": [_consent(c, partners, erased=erased is not None) for c in consents],
+        "holds": _holds(session, person_id, partners),
+        "deliveries": _deliveries(session, person_id, policy, partners),
+        "partner_reads": _partner_reads(session, person_id, partners),
+        "staff_views": _staff_views(session, person_id),
+    }
+    report["recipients"] = _recipients(report, partners)
+    report["purposes"] = _purposes(report)
+    return report
+
+
+def _at(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _notice_language(consents: list[Consent]) -> str | None:
+    """The language the person read the newest consent notice in, if the report has it."""
+    return pick_language(consents[0].notice_language) if consents else None
+
+
+def _controller(settings: object | None) -> dict[str, str]:
     return {
-        "erstellt_am": utcnow().isoformat(),
-        "geloescht_am": erased.isoformat() if erased else None,
-        "person": _person(session, person),
-        "vermittlungen": [
-            _referral(r)
-            for r in session.scalars(
-                select(Referral)
-                .where(Referral.person_id == person_id)
-                .order_by(Referral.created_at)
-            )
-        ],
-        "einwilligungen": [
-            _consent(c, erased=erased is not None) for c in for_person(session, person_id=person_id)
-        ],
-        "uebermittlungen": _deliveries(session, person_id),
-        "partner_zugriffe": _partner_reads(session, person_id),
-        "zeitleiste_eintraege": len(
-            list(
-                session.scalars(
-                    select(TimelineEntry.id).where(TimelineEntry.person_id == person_id)
-                )
-            )
-        ),
+        "name": getattr(settings, "controller_name", None) or DEFAULT_CONTROLLER["name"],
+        "contact": getattr(settings, "controller_contact", None) or DEFAULT_CONTROLLER["contact"],
+        "dpo_contact": getattr(settings, "dpo_contact", None) or DEFAULT_CONTROLLER["dpo_contact"],
     }
 
 
-def _person(session: Session, person: Person) -> dict[str, Any]:
-    refs = session.scalars(select(PersonReference).where(PersonReference.person_id == person.id))
+def _partner(partners: dict[str, Partner], partner_id: str | None) -> dict[str, Any]:
+    """A partner by id, display name and kind (the id alone for one no longer registered)."""
+    found = partners.get(partner_id or "")
+    return {
+        "id": partner_id,
+        "name": found.name if found else partner_id,
+        "kind": found.kind if found else None,
+    }
+
+
+def _person(session: Session, person: Person, partners: dict[str, Partner]) -> dict[str, Any]:
+    refs = session.scalars(
+        select(PersonReference)
+        .where(PersonReference.person_id == person.id)
+        .order_by(PersonReference.id)
+    )
     return {
         "pseudonym": person.id,
-        "vorname": open_value(session, person.id, person.given_name),
-        "nachname": open_value(session, person.id, person.family_name),
-        "geburtsdatum": open_value(session, person.id, person.birth_date),
-        "kennungen_der_partner": [{"partner": r.partner_id, "kennung": r.reference} for r in refs],
-    }
-
-
-def _referral(r: Referral) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "art": r.type,
-        "von": r.requester_id,
-        "an": r.performer_id,
-        "status": r.status,
-        "fachstatus": r.business_status,
-        "angelegt": r.created_at.isoformat(),
-        "verlauf": [
+        "given_name": open_value(session, person.id, person.given_name),
+        "family_name": open_value(session, person.id, person.family_name),
+        "birth_date": open_value(session, person.id, person.birth_date),
+        "created_at": _at(person.created_at),
+        "partner_references": [
             {
-                "status": h.status,
-                "fachstatus": h.business_status,
-                "durch": h.set_by,
-                "am": h.occurred_at.isoformat(),
+                "partner": _partner(partners, r.partner_id),
+                "reference": r.reference,
+                "created_at": _at(r.created_at),
             }
-            for h in r.history
+            for r in refs
         ],
     }
 
 
-def _consent(c: Any, *, erased: bool) -> dict[str, Any]:
+def _referral(
+    session: Session, r: Referral, policy: Policy, partners: dict[str, Partner]
+) -> dict[str, Any]:
+    route = _route(session, policy, r)
+    payload = open_event(session, r.person_id, {"payload": r.payload or {}})["payload"]
+    return {
+        "id": r.id,
+        "type": r.type,
+        "purpose": route.purpose if route else None,
+        "legal_basis": route.legal_basis if route else None,
+        "requester": _partner(partners, r.requester_id),
+        "performer": _partner(partners, r.performer_id),
+        "status": r.status,
+        "business_status": r.business_status,
+        "created_at": _at(r.created_at),
+        "updated_at": _at(r.updated_at),
+        "shredded_at": _at(r.shredded_at),
+        "retention_days": route.retention_days if route else None,
+        "idle_days": route.idle_days if route else None,
+        # The requester sent the payload: it is the source of these data (Art. 15(1)(g)).
+        "payload": [{"field": k, "value": v} for k, v in payload.items()],
+        "history": [_change(session, r.person_id, h, partners) for h in r.history],
+        "staff_notes": _staff_notes(session, r.id),
+        "clocks": _clocks(session, r.id),
+    }
+
+
+def _route(session: Session, policy: Policy, r: Referral) -> Route | None:
+    """The route policy's terms for this referral's flow (None when it has none any more)."""
+    return policy.route(r.requester_id, r.performer_id, r.type)
+
+
+def _change(
+    session: Session, person_id: str, h: StatusHistory, partners: dict[str, Partner]
+) -> dict[str, Any]:
+    return {
+        "status": h.status,
+        "business_status": h.business_status,
+        "reason": h.reason,
+        "outcome": h.outcome,
+        "note": open_value(session, person_id, h.note),
+        "set_by": _partner(partners, h.set_by),
+        "occurred_at": _at(h.occurred_at),
+        "event_id": h.event_id,
+    }
+
+
+def _staff_notes(session: Session, referral_id: str) -> list[dict[str, Any]]:
+    stmt = select(StaffNote).where(StaffNote.referral_id == referral_id).order_by(StaffNote.id)
+    # The author stays out: the person learns that Talent Center staff wrote the note, not
+    # which employee (the employee's data are not the person's).
+    return [
+        {
+            "purpose": n.purpose,
+            "text": open_value(session, n.person_id, n.text),
+            "created_at": _at(n.created_at),
+        }
+        for n in session.scalars(stmt)
+    ]
+
+
+def _clocks(session: Session, referral_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(ClockInstance)
+        .where(ClockInstance.referral_id == referral_id)
+        .order_by(ClockInstance.id)
+    )
+    return [
+        {
+            "name": c.name,
+            "state": c.state,
+            "started_at": _at(c.started_at),
+            "due_at": _at(c.due_at),
+        }
+        for c in session.scalars(stmt)
+    ]
+
+
+def _timeline(
+    session: Session, person_id: str, partners: dict[str, Partner]
+) -> list[dict[str, Any]]:
+    stmt = (
+        select(TimelineEntry)
+        .where(TimelineEntry.person_id == person_id)
+        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+    )
+    return [
+        {
+            "occurred_at": _at(e.occurred_at),
+            "event": _message(e.event_type),
+            "referral_id": e.referral_id,
+            "referral_type": e.referral_type,
+            "source": _partner(partners, e.source_partner),
+            "status": e.status,
+            "business_status": e.business_status,
+            "purpose": e.purpose,
+            "legal_basis": e.legal_basis,
+        }
+        for e in session.scalars(stmt)
+    ]
+
+
+def _message(event_type: str | None) -> str:
+    """``referral.requested`` for ``de.duisburg.talenthub.referral.requested.v1``."""
+    name = (event_type or "").removeprefix(TYPE_PREFIX)
+    return name.rsplit(".", 1)[0] if name.rsplit(".", 1)[-1].startswith("v") else name
+
+
+def _consent(c: Consent, partners: dict[str, Partner], *, erased: bool) -> dict[str, Any]:
     # Erasure deletes the person's consents; one recorded for the pseudonym afterwards still
     # must not bring free text into the report of an erased person.
     return {
-        "zweck": c.purpose,
-        "partner": c.partners,
-        "erteilt_am": c.granted_on.isoformat(),
-        "nachweis": None if erased else c.evidence_reference,
-        "sprache": None if erased else c.notice_language,
-        "widerrufen_am": c.withdrawn_at.isoformat() if c.withdrawn_at else None,
+        "purpose": c.purpose,
+        "partners": [_partner(partners, p) for p in c.partners],
+        "shared_with_purposes": list(c.shared_with_purposes or []),
+        "granted_on": c.granted_on.isoformat(),
+        "recorded_by": _partner(partners, c.recorded_by),
+        "evidence": None if erased else c.evidence_reference,
+        "notice_language": None if erased else c.notice_language,
+        "withdrawn_at": _at(c.withdrawn_at),
     }
 
 
-def _deliveries(session: Session, person_id: str) -> list[dict[str, Any]]:
+def _holds(session: Session, person_id: str, partners: dict[str, Partner]) -> list[dict[str, Any]]:
+    """Messages about the person the hub kept back, e.g. while a consent was missing."""
+    stmt = select(RoutingHold).where(RoutingHold.person_id == person_id).order_by(RoutingHold.id)
+    return [
+        {
+            "recipient": _partner(partners, h.recipient),
+            "message": _message(h.event_type),
+            "referral_id": h.referral_id,
+            "reason": h.reason,
+            "held_at": _at(h.held_at),
+            "released_at": _at(h.released_at),
+        }
+        for h in session.scalars(stmt)
+    ]
+
+
+def _deliveries(
+    session: Session, person_id: str, policy: Policy, partners: dict[str, Partner]
+) -> list[dict[str, Any]]:
     stmt = (
         select(AuditRecord)
         .where(AuditRecord.person_id == person_id, AuditRecord.action.in_(DELIVERY_ACTIONS))
         .order_by(AuditRecord.seq)
     )
-    return [
-        {
-            "empfaenger": (rec.details or {}).get("recipient"),
-            "am": rec.at.isoformat(),
-            "rechtsgrundlage": (rec.details or {}).get("legal_basis"),
-            "zweck": rec.purpose,
-            "vorgang": rec.action.removeprefix("delivery."),
-            "nachricht": (rec.details or {}).get("event_type", "").rsplit(".", 2)[-2],
-            "vermittlung": (rec.details or {}).get("referral_id"),
-            "datenfelder": (rec.details or {}).get("fields", []),
+    out = []
+    for rec in session.scalars(stmt):
+        details = rec.details or {}
+        entry = {
+            "at": _at(rec.at),
+            "recipient": _partner(partners, details.get("recipient")),
+            "legal_basis": details.get("legal_basis"),
+            "purpose": rec.purpose,
+            "outcome": rec.action.removeprefix("delivery."),
+            "message": _message(details.get("event_type")),
+            "referral_id": details.get("referral_id"),
+            "fields": list(details.get("fields", [])),
         }
-        for rec in session.scalars(stmt)
-    ]
+        if details.get("event_type") == EventType.REFERRAL_STATUS_CHANGED:
+            entry["status_change"] = _status_sent(session, policy, details)
+        out.append(entry)
+    return out
 
 
-def _partner_reads(session: Session, person_id: str) -> list[dict[str, Any]]:
+def _status_sent(session: Session, policy: Policy, details: dict[str, Any]) -> dict[str, Any]:
+    """What of a status change reached the recipient: the route's share for them decides
+    whether the business code, outcome and note travelled (hub.policy.projection)."""
+    change = session.scalar(
+        select(StatusHistory).where(StatusHistory.event_id == details.get("event_id"))
+    )
+    if change is None:
+        return {}
+    route = _route(session, policy, change.referral)
+    share = route.status_share(str(details.get("recipient"))) if route else None
+    full = {
+        "status": change.status,
+        "reason": change.reason,
+        "business_status": change.business_status,
+        "outcome": change.outcome,
+        "note": change.note,
+    }
+    sent = shared_status({k: v for k, v in full.items() if v is not None}, share) if share else {}
+    return {
+        "status": sent.get("status", change.status),
+        "reason": sent.get("reason"),
+        "business_status": sent.get("business_status"),
+        "outcome": sent.get("outcome"),
+        "note_included": "note" in sent,
+    }
+
+
+def _partner_reads(
+    session: Session, person_id: str, partners: dict[str, Partner]
+) -> list[dict[str, Any]]:
     """Who of the partners read the person's data through the API, when, and which referral."""
     stmt = (
         select(AuditRecord)
@@ -149,61 +356,46 @@ def _partner_reads(session: Session, person_id: str) -> list[dict[str, Any]]:
     )
     return [
         {
-            "partner": rec.actor,
-            "am": rec.at.isoformat(),
-            "abfrage": READ_LABELS.get((rec.details or {}).get("route", ""), "Abfrage"),
-            "vermittlungen": list((rec.details or {}).get("referrals", [])),
+            "partner": _partner(partners, rec.actor),
+            "at": _at(rec.at),
+            "route": (rec.details or {}).get("route", ""),
+            "read": READS.get((rec.details or {}).get("route", ""), "other"),
+            "referrals": list((rec.details or {}).get("referrals", [])),
         }
         for rec in session.scalars(stmt)
     ]
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The report as a self-contained German HTML page (every value escaped)."""
-    e = html.escape
-    p = report["person"]
-    rows = "".join(
-        f"<tr><td>{e(str(d['am']))}</td><td>{e(str(d['empfaenger']))}</td>"
-        f"<td>{e(str(d['rechtsgrundlage']))}</td><td>{e(str(d['zweck']))}</td>"
-        f"<td>{e(', '.join(d['datenfelder']))}</td><td>{e(str(d['vorgang']))}</td></tr>"
-        for d in report["uebermittlungen"]
+def _staff_views(session: Session, person_id: str) -> list[dict[str, Any]]:
+    """When Talent Center staff looked at the person's data, and for which purpose."""
+    stmt = (
+        select(AuditRecord)
+        .where(AuditRecord.person_id == person_id, AuditRecord.action.startswith(STAFF_VIEW))
+        .order_by(AuditRecord.seq)
     )
-    reads = "".join(
-        f"<tr><td>{e(str(z['am']))}</td><td>{e(str(z['partner']))}</td>"
-        f"<td>{e(str(z['abfrage']))}</td><td>{e(', '.join(z['vermittlungen']) or '—')}</td></tr>"
-        for z in report.get("partner_zugriffe", [])
-    )
-    refs = "".join(
-        f"<li>{e(r['partner'])}: {e(r['kennung'])}</li>" for r in p["kennungen_der_partner"]
-    )
-    referrals = "".join(
-        f"<li>{e(r['art'])}: {e(r['von'])} → {e(r['an'])}, Status {e(r['status'])}</li>"
-        for r in report["vermittlungen"]
-    )
-    erased = (
-        f"<p>Die personenbezogenen Daten wurden am {e(report['geloescht_am'])} gelöscht; "
-        "es bleiben das Pseudonym, der Verlauf der Vermittlungen ohne Inhalte und der "
-        "Nachweis der Übermittlungen.</p>\n"
-        if report.get("geloescht_am")
-        else ""
-    )
-    return f"""<!doctype html>
-<html lang="de"><head><meta charset="utf-8"><title>Auskunft nach Art. 15 DSGVO</title>
-<style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#111}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #666;padding:.3rem .5rem}}</style>
-</head><body>
-<h1>Auskunft nach Art. 15 DSGVO</h1>
-<p>Talent Hub des International Talent Center Duisburg, erstellt am {e(report["erstellt_am"])}.</p>
-{erased}<h2>Gespeicherte Angaben</h2>
-<p>Pseudonym {e(p["pseudonym"])}; Name {e(str(p["vorname"] or ""))} {e(str(p["nachname"] or ""))};
-Geburtsdatum {e(str(p["geburtsdatum"] or "—"))}</p>
-<h3>Kennungen der Partner</h3><ul>{refs or "<li>keine</li>"}</ul>
-<h3>Vermittlungen</h3><ul>{referrals or "<li>keine</li>"}</ul>
-<h2>Übermittlungen (an wen, wann, auf welcher Rechtsgrundlage)</h2>
-<table><thead><tr><th>Zeitpunkt</th><th>Empfänger</th><th>Rechtsgrundlage</th><th>Zweck</th>
-<th>Datenfelder</th><th>Vorgang</th></tr></thead><tbody>{rows}</tbody></table>
-<h2>Abrufe durch Partner (wer, wann, welche Vermittlung)</h2>
-<table><thead><tr><th>Zeitpunkt</th><th>Partner</th><th>Abgerufen</th><th>Vermittlung</th>
-</tr></thead><tbody>{reads or '<tr><td colspan="4">keine</td></tr>'}</tbody></table>
-</body></html>
-"""
+    return [
+        {"at": _at(rec.at), "action": rec.action, "purpose": rec.purpose}
+        for rec in session.scalars(stmt)
+    ]
+
+
+def _recipients(report: dict[str, Any], partners: dict[str, Partner]) -> list[dict[str, Any]]:
+    """Every partner that received or read the person's data (Art. 15(1)(c))."""
+    ids = [d["recipient"]["id"] for d in report["deliveries"] if d["outcome"] != "rejected"]
+    ids += [z["partner"]["id"] for z in report["partner_reads"]]
+    return [_partner(partners, pid) for pid in dict.fromkeys(ids) if pid]
+
+
+def _purposes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each purpose the data serve, with its legal bases (Art. 15(1)(a))."""
+    bases: dict[str, list[str]] = {}
+    for r in report["referrals"]:
+        if r["purpose"]:
+            bases.setdefault(r["purpose"], [])
+            if r["legal_basis"] and r["legal_basis"] not in bases[r["purpose"]]:
+                bases[r["purpose"]].append(r["legal_basis"])
+    for c in report["consents"]:
+        bases.setdefault(c["purpose"], [])
+        if "consent" not in bases[c["purpose"]]:
+            bases[c["purpose"]].append("consent")
+    return [{"purpose": p, "legal_bases": b} for p, b in bases.items()]

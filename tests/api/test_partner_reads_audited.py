@@ -21,7 +21,8 @@ from hub.bootstrap import Hub
 from hub.db import unit_of_work
 from hub.kafka.cloudevents import from_headers
 from hub.outbox.models import OutboxEvent
-from hub.privacy.export import export_person, render_html
+from hub.privacy.export import export_person
+from hub.privacy.report import render_html
 from tests.hubtest import STUDENT_REFERRAL, Partners
 
 READ = "api.read"
@@ -82,18 +83,19 @@ def test_partner_reads_name_the_person_and_referral_and_reach_the_export(
     assert [(r.person_id, r.details["referrals"]) for r in reads(hub, "ude")] == [(pid, [rid])]
 
     with unit_of_work(hub.session_factory) as session:
-        report = export_person(session, person_id=pid, by="staff:dsb")
-    seen = [(z["partner"], z["abfrage"], z["vermittlungen"]) for z in report["partner_zugriffe"]]
+        report = export_person(session, person_id=pid, by="staff:dsb", policy=hub.policy)
+    seen = [(z["partner"]["id"], z["read"], z["referrals"]) for z in report["partner_reads"]]
     assert seen == [
-        ("amt", "Vermittlung", [rid]),
-        ("amt", "Posteingang", [rid]),
-        ("amt", "Zeitleiste", [rid]),
-        ("ude", "Liste der Vermittlungen", [rid]),
+        ("amt", "referral", [rid]),
+        ("amt", "inbox", [rid]),
+        ("amt", "timeline", [rid]),
+        ("ude", "referrals", [rid]),
     ]
-    assert all(z["am"] for z in report["partner_zugriffe"])
-    assert {"person", "vermittlungen", "einwilligungen", "uebermittlungen"} <= set(report)
-    page = render_html(report)
-    assert "Abrufe durch Partner" in page and page.count(rid) >= 4
+    assert all(z["at"] for z in report["partner_reads"])
+    assert {"person", "referrals", "consents", "deliveries"} <= set(report)
+    page = render_html(report, "de")
+    assert "Abrufe durch Partner" in page
+    assert all(label in page for label in ("Posteingang", "Zeitleiste", "Liste der Vermittlungen"))
 
 
 def test_a_read_that_returns_no_person_records_none(

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from hub.db import unit_of_work
 from hub.outbox.models import OutboxEvent
-from hub.privacy.export import export_person, render_html
+from hub.privacy.export import export_person
+from hub.privacy.report import render_html
 from hub.privacy.service import erase_person
 from tests.hubtest import api_client
 from tests.integration.conftest import Running, wait_for
@@ -133,7 +134,9 @@ def test_erasure_leaves_no_plaintext_anywhere(
 
         wait_for(published)
         with unit_of_work(running.hub.session_factory) as session:
-            report = export_person(session, person_id=gone["person_id"], by="staff:dsb")
+            report = export_person(
+                session, person_id=gone["person_id"], by="staff:dsb", policy=running.hub.policy
+            )
         export_json = tmp_path / "export.json"
         export_json.write_text(json.dumps(report, ensure_ascii=False))
         (tmp_path / "export.html").write_text(render_html(report), encoding="utf-8")

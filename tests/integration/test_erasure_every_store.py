@@ -28,7 +28,8 @@ from hub.db import unit_of_work, utcnow
 from hub.deadlines.models import ClockInstance, DeadlineNotice
 from hub.deadlines.service import announce_due
 from hub.outbox.models import OutboxEvent
-from hub.privacy.export import export_person, render_html
+from hub.privacy.export import export_person
+from hub.privacy.report import render_html
 from hub.privacy.service import erase_person
 from hub.referrals.models import Referral
 from hub.web.accounts import add_staff
@@ -315,11 +316,13 @@ def erase_after_every_flow(running: Running, tmp_path: Path, sims: dict[str, Sim
         closed_checks(running, client, ids, sims)
         wait_for(lambda: settled(running))
         with unit_of_work(hub.session_factory) as session:
-            report = export_person(session, person_id=ids["person_id"], by="staff:dsb")
+            report = export_person(
+                session, person_id=ids["person_id"], by="staff:dsb", policy=hub.policy
+            )
         (tmp_path / "export.json").write_text(json.dumps(report, ensure_ascii=False))
         (tmp_path / "export.html").write_text(render_html(report), encoding="utf-8")
-        assert report["einwilligungen"] == [] and report["geloescht_am"]
-        assert report["person"]["kennungen_der_partner"] == []
+        assert report["consents"] == [] and report["erased_at"]
+        assert report["person"]["partner_references"] == []
         # The kept person's data is still there, so the scans below could find data at all.
         assert KEPT["partner_reference"] in stored(running, [KEPT["partner_reference"]])
         wait_for(lambda: settled(running))

@@ -10,7 +10,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from hub.db import unit_of_work
-from hub.privacy.export import export_person, render_html
+from hub.privacy.export import export_person
+from hub.privacy.report import render_html
 from tests.hubtest import STUDENT_REFERRAL, api_client
 from tests.integration.conftest import Running, wait_for
 
@@ -104,17 +105,17 @@ def test_referral_exchange_end_to_end(running: Running) -> None:
 
     # Art. 15: every transfer about the person, with recipient, time and legal basis.
     with unit_of_work(running.hub.session_factory) as session:
-        report = export_person(session, person_id=person, by="cli:test")
+        report = export_person(session, person_id=person, by="cli:test", policy=running.hub.policy)
     transfers = [
-        (t["empfaenger"], t["rechtsgrundlage"], t["nachricht"]) for t in report["uebermittlungen"]
+        (t["recipient"]["id"], t["legal_basis"], t["message"]) for t in report["deliveries"]
     ]
     assert (
         transfers
-        == [("amt", "§ 16b AufenthG", "requested")]
-        + [("ude", "§ 16b AufenthG", "status-changed")] * 3
+        == [("amt", "§ 16b AufenthG", "referral.requested")]
+        + [("ude", "§ 16b AufenthG", "referral.status-changed")] * 3
     )
-    assert all(t["am"] for t in report["uebermittlungen"])
-    page = render_html(report)
+    assert all(t["at"] for t in report["deliveries"])
+    page = render_html(report, "de")
     assert "Übermittlungen" in page and "§ 16b AufenthG" in page
 
 
