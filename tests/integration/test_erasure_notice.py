@@ -99,8 +99,7 @@ def test_every_party_of_an_erased_person_is_told_of_its_own_referrals(running: R
         assert (view["status"], view["history"][-1]["reason"]) == ("cancelled", "person-erased")
         wait_for(
             lambda: any(
-                d.body.get("grund") == "person-erased"
-                for d in sims["ihk-fosa"].received().values()
+                d.body.get("grund") == "person-erased" for d in sims["ihk-fosa"].received().values()
             )
         )
     # A partner that never took part hears nothing.
