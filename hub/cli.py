@@ -246,8 +246,13 @@ def partners_add(
     jwks: Path | None,
     dpop: bool,
 ) -> None:
-    """Register a partner and print its credentials as JSON."""
+    """Register a partner, print its credentials as JSON and the routes that now apply."""
+    from sqlalchemy import select
+
+    from hub.partners.models import Partner
     from hub.partners.service import register_partner
+    from hub.policy import report
+    from hub.policy.model import Party
 
     hub = bootstrap(_settings())
     runtime.migrate.upgrade(hub.engine)
@@ -266,6 +271,15 @@ def partners_add(
     except HubError as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(json.dumps(creds, indent=2))
+    with hub.session_factory() as session:
+        kinds = {pid: k for pid, k in session.execute(select(Partner.id, Partner.kind))}
+    routes = report.applying(hub.policy, Party(partner_id, kind), kinds)
+    if not routes:
+        click.echo(report.no_route_hint(Party(partner_id, kind)), err=True)
+        return
+    click.echo(f"routes of the policy that apply to {partner_id}:", err=True)
+    for line in report.route_lines(routes):
+        click.echo(line, err=True)
 
 
 @partners.command("dpop")
@@ -517,23 +531,30 @@ def policy() -> None:
 
 
 @policy.command("show")
-def policy_show() -> None:
-    """Validate the route policy against the catalogue and the registered partners; print it."""
-    from hub.policy.model import PolicyError
+@click.option(
+    "--check-partners",
+    is_flag=True,
+    help="Also check the partners the policy names against the database's registered ones.",
+)
+def policy_show(check_partners: bool) -> None:
+    """Validate the route policy against the catalogue and print it (no database needed).
 
-    hub = bootstrap(_settings())
+    With --check-partners it also refuses partners the policy names that are not registered
+    or of another kind; that needs the database.
+    """
+    from hub.policy import report
+    from hub.policy.model import PolicyError, load_policy
+    from schemas.catalogue import load_catalogue
+
+    settings = _settings()
     try:
-        runtime.check_policy(hub)
+        p = load_policy(load_catalogue(), settings.policy_file)
+        if check_partners:
+            runtime.check_policy(bootstrap(settings))
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from exc
-    p = hub.policy
-    click.echo(f"route policy {p.source}, version {p.version}, {len(p.routes)} routes")
-    for r in p.routes:
-        click.echo(
-            f"- {r.name}: purpose {r.purpose}; legal basis {r.legal_basis}; "
-            f"retention {r.retention_days} days"
-        )
-        click.echo(f"    fields: {', '.join(r.fields)}")
+    for line in report.describe(p):
+        click.echo(line)
 
 
 @policy.command("record")
@@ -544,11 +565,18 @@ def policy_show() -> None:
     help="Renew the generated part of this file (docs/privacy.md).",
 )
 def policy_record(target: Path | None) -> None:
-    """The draft Art. 30 record of processing, generated from the policy."""
+    """The draft Art. 30 record of processing, generated from the policy (no database needed)."""
     from hub.policy import record
+    from hub.policy.model import PolicyError, load_policy
+    from schemas.catalogue import load_catalogue
 
-    hub = bootstrap(_settings())
-    generated = record.render(hub.policy, hub.catalogue)
+    settings = _settings()
+    try:
+        catalogue = load_catalogue()
+        policy = load_policy(catalogue, settings.policy_file)
+        generated = record.render(policy, catalogue, record.Contacts.of(settings))
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
     if target is None:
         click.echo(generated)
         return

@@ -71,7 +71,7 @@ def record_policy_in_force(hub: Hub) -> None:
                 "source": p.source,
                 "version": p.version,
                 "sha256": p.digest,
-                "routes": len(p.routes),
+                "routes": len(p.rules),
             },
         )
 

@@ -91,6 +91,24 @@ class Settings(BaseSettings):
     )
     master_key_id: str | None = Field(None, description="The master key id that wraps new keys.")
     policy_file: Path | None = Field(None, description="Route policy YAML; default: shipped.")
+    # The Art. 30 record names them (hub policy record). TO BE SET by the city: the defaults
+    # name the office, not a verified postal address or mailbox.
+    controller_name: str = Field(
+        "Stadt Duisburg, Amt für Integration und Einwanderungsservice",
+        description="The controller named in the record of processing.",
+    )
+    controller_address: str = Field(
+        "Stadt Duisburg, 47049 Duisburg (to be set)",
+        description="The controller's postal address in the record of processing.",
+    )
+    controller_contact: str = Field(
+        "International Talent Center, Stadt Duisburg (to be set)",
+        description="Who answers for the controller (e-mail or phone) in the record.",
+    )
+    dpo_contact: str = Field(
+        "Datenschutzbeauftragte(r) der Stadt Duisburg (to be set)",
+        description="The data protection officer's contact in the record of processing.",
+    )
 
     clock_time_unit_seconds: float | None = Field(
         None, gt=0, description="Compress deadline clocks: one clock day lasts this long."

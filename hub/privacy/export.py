@@ -25,6 +25,7 @@ from hub.errors import NotFound
 from hub.partners.models import Partner
 from hub.people.models import Person, PersonReference
 from hub.policy.model import Policy, Route
+from hub.policy.parties import route_between
 from hub.policy.projection import shared_status
 from hub.privacy.models import PersonKey
 from hub.privacy.service import open_event, open_value
@@ -181,7 +182,9 @@ def _referral(
 
 def _route(session: Session, policy: Policy, r: Referral) -> Route | None:
     """The route policy's terms for this referral's flow (None when it has none any more)."""
-    return policy.route(r.requester_id, r.performer_id, r.type)
+    return route_between(
+        session, policy, requester=r.requester_id, performer=r.performer_id, type_=r.type
+    )
 
 
 def _change(

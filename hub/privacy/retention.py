@@ -35,6 +35,7 @@ from hub.audit.service import record as audit
 from hub.deadlines.service import stop_clocks
 from hub.inbox.models import InboxMessage
 from hub.policy.model import DEFAULT_IDLE_DAYS, Policy, Route
+from hub.policy.parties import route_between
 from hub.privacy.service import cancel_as_hub, cipher, erase_person
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
@@ -120,7 +121,7 @@ def run(
 
 def idle(session: Session, *, policy: Policy, now: datetime, day: timedelta = DAY) -> list[Idle]:
     """Open referrals without a status change for longer than their route's ``idle_days``."""
-    shortest = min([DEFAULT_IDLE_DAYS, *(r.idle_days for r in policy.routes)])
+    shortest = min([DEFAULT_IDLE_DAYS, *(r.idle_days for r in policy.grants)])
     candidates = session.scalars(
         select(Referral)
         .where(
@@ -131,7 +132,9 @@ def idle(session: Session, *, policy: Policy, now: datetime, day: timedelta = DA
     )
     found = []
     for r in candidates:
-        route = policy.route(r.requester_id, r.performer_id, r.type)
+        route = route_between(
+            session, policy, requester=r.requester_id, performer=r.performer_id, type_=r.type
+        )
         days = route.idle_days if route else DEFAULT_IDLE_DAYS
         if r.updated_at + days * day <= now:
             found.append(Idle(r.id, r.person_id, _name(route), r.status, r.updated_at, days))
@@ -177,7 +180,9 @@ def due(session: Session, *, policy: Policy, now: datetime, day: timedelta = DAY
     )
     expired = []
     for r in ended:
-        route = policy.route(r.requester_id, r.performer_id, r.type)
+        route = route_between(
+            session, policy, requester=r.requester_id, performer=r.performer_id, type_=r.type
+        )
         days = route.retention_days if route else 0
         if r.updated_at + days * day <= now:
             expired.append((r, _name(route)))

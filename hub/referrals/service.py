@@ -22,7 +22,7 @@ from hub.outbox.service import add_json
 from hub.partners.models import Partner
 from hub.partners.service import active_partner
 from hub.people.service import resolve_person
-from hub.policy.model import Policy, Route
+from hub.policy.model import Party, Policy, Route
 from hub.privacy.service import open_event, seal_event, seal_value
 from hub.referrals import domain, repository
 from hub.referrals.models import Referral, StatusHistory
@@ -81,7 +81,7 @@ def _request_referral(
         performer_kind=performer.kind,
         payload=body.payload,
     )
-    route = policy.route(by.id, performer.id, rtype.id)
+    route = policy.route(Party(by.id, by.kind), Party(performer.id, performer.kind), rtype.id)
     if route is None:
         raise Forbidden(
             f"the route policy has no route {by.id} -> {performer.id} for {rtype.id!r}",

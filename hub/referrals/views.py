@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from hub.policy.model import Policy, StatusShare
+from sqlalchemy.orm import object_session
+
+from hub.policy.model import Party, Policy, StatusShare
+from hub.policy.parties import share_between
 from hub.policy.projection import shared_status
 from hub.referrals.models import Referral, StatusHistory
 from hub.routing.models import RoutingHold
@@ -78,7 +81,19 @@ def summary_of(referral: Referral, *, viewer: str, policy: Policy) -> ReferralSu
 
 
 def _share(referral: Referral, viewer: str, policy: Policy) -> StatusShare:
-    return policy.status_share(referral.requester_id, referral.performer_id, referral.type, viewer)
+    session = object_session(referral)
+    if session is None:  # a referral read outside a session: its partners' kinds are unknown
+        return policy.status_share(
+            Party(referral.requester_id), Party(referral.performer_id), referral.type, viewer
+        )
+    return share_between(
+        session,
+        policy,
+        requester=referral.requester_id,
+        performer=referral.performer_id,
+        type_=referral.type,
+        viewer=viewer,
+    )
 
 
 def _entry(h: StatusHistory, viewer: str, share: StatusShare) -> StatusEntry:

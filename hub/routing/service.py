@@ -25,6 +25,7 @@ from hub.kafka.cloudevents import from_headers, to_headers
 from hub.outbox.models import OutboxEvent
 from hub.outbox.service import add_json, add_row
 from hub.policy.model import Policy, Route
+from hub.policy.parties import route_between
 from hub.policy.projection import project
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
@@ -35,7 +36,7 @@ def blocked_reason(
     session: Session, policy: Policy, data: dict[str, Any]
 ) -> tuple[Route | None, str | None]:
     """The route of a referral event, and why it may not flow now (None when it may)."""
-    route = _route_of(policy, data)
+    route = _route_of(session, policy, data)
     if route is None:
         return None, "route is no longer in the route policy"
     return route, consent_reason(session, route, str(data.get("person_id")), data)
@@ -70,16 +71,20 @@ def withheld_reason(session: Session, policy: Policy, data: dict[str, Any]) -> s
     Only consent counts here: a route dropped from the policy since does not take back what
     was routed while it stood (that is for staff to decide); a withdrawn consent does.
     """
-    route = _route_of(policy, data)
+    route = _route_of(session, policy, data)
     if route is None:
         return None
     return consent_reason(session, route, str(data.get("person_id")), data)
 
 
 def needs_consent(policy: Policy, data: dict[str, Any]) -> bool:
-    """True when the event belongs to a route whose legal basis is consent (no query)."""
-    route = _route_of(policy, data)
-    return route is not None and route.needs_consent and not tells_of_erasure(data)
+    """True when the event may belong to a route whose legal basis is consent (no query).
+
+    Partner kinds are not at hand here, so any consent rule of the type that could match
+    counts; ``withheld`` resolves the route itself before it holds anything."""
+    flow = (str(data.get("requester")), str(data.get("performer")))
+    may = policy.may_need_consent(*flow, str(data.get("referral_type")))
+    return may and not tells_of_erasure(data)
 
 
 #: The reason of the cancellation the hub makes when it erases a person (hub.privacy.service).
@@ -112,7 +117,7 @@ def withheld(
 
 def require_consent(session: Session, policy: Policy, data: dict[str, Any]) -> None:
     """Raise ``ConsentWithdrawn``, with the date, when consent no longer covers this data."""
-    route = _route_of(policy, data)
+    route = _route_of(session, policy, data)
     person_id = str(data.get("person_id"))
     if route is None or consent_reason(session, route, person_id) is None:
         return
@@ -132,9 +137,13 @@ def require_consent(session: Session, policy: Policy, data: dict[str, Any]) -> N
     )
 
 
-def _route_of(policy: Policy, data: dict[str, Any]) -> Route | None:
-    return policy.route(
-        str(data.get("requester")), str(data.get("performer")), str(data.get("referral_type"))
+def _route_of(session: Session, policy: Policy, data: dict[str, Any]) -> Route | None:
+    return route_between(
+        session,
+        policy,
+        requester=str(data.get("requester")),
+        performer=str(data.get("performer")),
+        type_=str(data.get("referral_type")),
     )
 
 

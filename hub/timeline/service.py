@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from hub.consent.service import shared_by_consent
 from hub.errors import NotFound
 from hub.policy.model import Policy
+from hub.policy.parties import share_between
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
 from schemas.cloudevents import CloudEventAttributes
@@ -72,8 +73,13 @@ def timeline_for_partner(
         code = entry.business_status
         referral = referrals[entry.referral_id or ""]
         if code is not None and entry.source_partner != viewer:
-            share = policy.status_share(
-                referral.requester_id, referral.performer_id, referral.type, viewer
+            share = share_between(
+                session,
+                policy,
+                requester=referral.requester_id,
+                performer=referral.performer_id,
+                type_=referral.type,
+                viewer=viewer,
             )
             if code not in share.business_statuses:
                 code = None

@@ -201,7 +201,8 @@ def test_a_route_without_idle_days_keeps_an_open_referral_three_years() -> None:
             "performer": "amt",
             "type": "residence.student",
             "purpose": "residence",
-            "legal_basis": "§ 16b AufenthG",
+            "legal_basis": "§ 81 Abs. 1 AufenthG",
+            "basis_reason": "the student's own application",
             "retention_days": 730,
             "fields": [],
         }

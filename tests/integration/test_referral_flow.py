@@ -109,14 +109,19 @@ def test_referral_exchange_end_to_end(running: Running) -> None:
     transfers = [
         (t["recipient"]["id"], t["legal_basis"], t["message"]) for t in report["deliveries"]
     ]
+    # The referral carries its route's basis, its status changes the referral type's.
+    sent = (
+        "Antrag der Person (§ 81 Abs. 1 AufenthG), von der Hochschule in ihrem Auftrag "
+        "weitergeleitet"
+    )
+    told = running.hub.catalogue.types["residence.student"].legal_basis
     assert (
         transfers
-        == [("amt", "§ 16b AufenthG", "referral.requested")]
-        + [("ude", "§ 16b AufenthG", "referral.status-changed")] * 3
+        == [("amt", sent, "referral.requested")] + [("ude", told, "referral.status-changed")] * 3
     )
     assert all(t["at"] for t in report["deliveries"])
     page = render_html(report, "de")
-    assert "Übermittlungen" in page and "§ 16b AufenthG" in page
+    assert "Übermittlungen" in page and "§ 81 Abs. 1 AufenthG" in page
 
 
 def test_events_topic_is_readable_without_our_code(running: Running) -> None:

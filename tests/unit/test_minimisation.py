@@ -85,7 +85,7 @@ def event_data(
 
 @settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    route=st.sampled_from(POLICY.routes),
+    route=st.sampled_from(POLICY.for_partners(KIND)),
     person_extra=extras,
     payload_extra=extras,
     top_extra=extras,
