@@ -52,14 +52,14 @@ from consumers.runner import (
     until_database_answers,
 )
 from hub import telemetry
+from hub.crypto.cipher import ERASED
+from hub.crypto.fields import open_event
 from hub.db import unit_of_work
 from hub.deliveries import service
 from hub.events.service import processed_among
 from hub.kafka.rejoins import StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy, load_policy
-from hub.privacy.crypto import ERASED
-from hub.privacy.service import open_event
 from hub.routing import service as routing
 from hub.settings import Settings
 from schemas.catalogue import load_catalogue

@@ -10,10 +10,10 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import models, telemetry
+from hub.crypto.fields import MASTER_KEYS
+from hub.crypto.keystore import master_keys_from
 from hub.db import make_engine, make_session_factory
 from hub.policy.model import Policy, load_policy
-from hub.privacy.keystore import master_keys_from
-from hub.privacy.service import MASTER_KEYS
 from hub.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
 

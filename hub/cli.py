@@ -504,7 +504,7 @@ def keys_list() -> None:
 def keys_rewrap(to_kid: str) -> None:
     """Re-wrap every data key and audit signing key under master key KID; print the count."""
     from hub.audit.keys import rewrap
-    from hub.privacy.keystore import DbKeyStore, master_keys_from
+    from hub.crypto.keystore import DbKeyStore, master_keys_from
 
     settings = _settings()
     hub = bootstrap(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hub.audit import models as audit_models
 from hub.auth import models as auth_models
 from hub.consent import models as consent_models
+from hub.crypto import models as crypto_models
 from hub.db import Base
 from hub.deadlines import models as deadline_models
 from hub.deliveries import models as delivery_models
@@ -13,7 +14,6 @@ from hub.inbox import models as inbox_models
 from hub.outbox import models as outbox_models
 from hub.partners import models as partner_models
 from hub.people import models as people_models
-from hub.privacy import models as privacy_models
 from hub.referrals import models as referral_models
 from hub.routing import models as routing_models
 from hub.timeline import models as timeline_models
@@ -23,6 +23,7 @@ __all__ = [
     "audit_models",
     "auth_models",
     "consent_models",
+    "crypto_models",
     "deadline_models",
     "delivery_models",
     "event_models",
@@ -31,7 +32,6 @@ __all__ = [
     "outbox_models",
     "partner_models",
     "people_models",
-    "privacy_models",
     "referral_models",
     "routing_models",
     "timeline_models",

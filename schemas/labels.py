@@ -15,7 +15,7 @@ from typing import get_args
 import yaml
 
 from schemas.catalogue import Catalogue, Purpose
-from schemas.lifecycle import REASONS, Status
+from schemas.lifecycle import HUB_REASONS, REASONS, Status
 
 LANGUAGES = ("de", "en", "ar", "tr", "uk")
 DEFAULT_LANGUAGE = "de"
@@ -23,7 +23,6 @@ RIGHT_TO_LEFT = frozenset({"ar"})
 #: The person fields a partner may send, labelled like payload fields.
 PERSON_FIELDS = ("given_name", "family_name", "birth_date")
 #: Reasons the hub itself gives when it closes a referral (hub.privacy).
-HUB_REASONS = ("person-erased", "retention-idle")
 #: The states of a deadline clock (hub.deadlines.domain.State).
 CLOCK_STATES = ("not-started", "running", "paused", "stopped", "expired")
 

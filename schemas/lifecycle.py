@@ -71,6 +71,12 @@ REASONS: dict[Status, frozenset[str]] = {
     Status.CANCELLED: frozenset({"withdrawn-by-client", "transferred"}),
 }
 
+#: Reasons only the hub gives a ``cancelled``, for work nobody will do any more: the person
+#: was erased, or the referral stayed idle past its route's limit (``hub retention``).
+PERSON_ERASED = "person-erased"
+RETENTION_IDLE = "retention-idle"
+HUB_REASONS = (PERSON_ERASED, RETENTION_IDLE)
+
 
 def allowed_role(current: Status, target: Status) -> Role | None:
     """The role that may move a referral from ``current`` to ``target``, or None if illegal."""

@@ -13,9 +13,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.audit.service import record as audit
+from hub.crypto.errors import PersonErased
 from hub.db import unit_of_work
 from hub.errors import PROBLEM_BASE, Conflict, HubError, MalformedRequest
-from hub.privacy.errors import PersonErased
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from hub.audit.models import AuditKey
 from hub.audit.note import VerifierKey, raw_public_key
+from hub.crypto.errors import MasterKeyMissing
+from hub.crypto.fields import MASTER_KEYS
 from hub.db import utcnow
-from hub.privacy.errors import MasterKeyMissing
-from hub.privacy.service import MASTER_KEYS
 
 NONCE_BYTES = 12
 

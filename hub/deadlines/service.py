@@ -19,16 +19,17 @@ from functools import cache
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from hub.crypto.fields import open_event
 from hub.deadlines.calendar import NRWCalendar
 from hub.deadlines.domain import ClockState, StatusPoint, evaluate_all
 from hub.deadlines.models import ClockInstance, DeadlineNotice
 from hub.events.service import attributes_for
 from hub.outbox.service import add_event
-from hub.privacy.service import CLOSED_BY_ERASURE, open_event
 from hub.referrals.models import Referral
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
 from schemas.cloudevents import EventType
+from schemas.lifecycle import PERSON_ERASED
 from schemas.messages import DeadlineDue
 
 _NAMESPACE = uuid.UUID("0b7d54a2-6f7e-4d43-9c43-5a2b8f0e6c11")
@@ -62,7 +63,7 @@ def clocks_of(
         time_unit_seconds=settings.clock_time_unit_seconds,
     )
     closing = referral.history[-1] if referral.history else None
-    if closing is not None and closing.reason == CLOSED_BY_ERASURE:
+    if closing is not None and closing.reason == PERSON_ERASED:
         # Whatever a clock's own stop statuses are, nobody works on an erased person's case.
         return [_stopped(s, closing.occurred_at) for s in states]
     return states
@@ -75,7 +76,7 @@ def _stopped(state: ClockState, at: datetime) -> ClockState:
         state,
         state="stopped",
         stopped_at=at,
-        stop_reason=CLOSED_BY_ERASURE,
+        stop_reason=PERSON_ERASED,
         time_left=None,
         suggestion=None,
     )

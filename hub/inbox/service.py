@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.crypto.fields import open_event
 from hub.db import utcnow
 from hub.deliveries.service import audit_delivery
 from hub.errors import InvalidInput, NotFound
 from hub.inbox.models import InboxMessage
-from hub.privacy.service import open_event
 
 
 def consumer_name(partner_id: str) -> str:

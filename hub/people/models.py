@@ -14,7 +14,7 @@ class Person(Base):
     __tablename__ = "people"
 
     id: Mapped[str] = mapped_column(String(70), primary_key=True)
-    # Encrypted with the person's data key (hub.privacy): tokens, never plaintext.
+    # Encrypted with the person's data key (hub.crypto): tokens, never plaintext.
     given_name: Mapped[str | None] = mapped_column(Text)
     family_name: Mapped[str | None] = mapped_column(Text)
     birth_date: Mapped[str | None] = mapped_column(Text)

@@ -7,12 +7,12 @@ import secrets
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from hub.crypto.fields import seal_value
+from hub.crypto.keystore import expect_new
+from hub.crypto.models import PersonKey
 from hub.db import insert_if_absent, table_of, utcnow
 from hub.errors import Conflict, InvalidInput
 from hub.people.models import Person, PersonReference
-from hub.privacy.keystore import expect_new
-from hub.privacy.models import PersonKey
-from hub.privacy.service import seal_value
 from schemas.messages import PersonIn
 
 # Built once: a request binds its values instead of constructing a statement.

@@ -1,1 +1,3 @@
-"""Crypto-shredding: personal fields encrypted under per-person data keys (design §9)."""
+"""Data protection across the features: erasure, retention and the Art. 15 access report.
+
+They call every feature; the sealing the features call lives below them in ``hub.crypto``."""

@@ -19,6 +19,8 @@ from hub.audit.models import AuditRecord
 from hub.audit.service import record as audit
 from hub.consent.models import Consent
 from hub.consent.service import for_person
+from hub.crypto.fields import open_event, open_value
+from hub.crypto.models import PersonKey
 from hub.db import utcnow
 from hub.deadlines.models import ClockInstance
 from hub.errors import NotFound
@@ -27,8 +29,6 @@ from hub.people.models import Person, PersonReference
 from hub.policy.model import Policy, Route
 from hub.policy.parties import route_between
 from hub.policy.projection import shared_status
-from hub.privacy.models import PersonKey
-from hub.privacy.service import open_event, open_value
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
 from hub.timeline.models import TimelineEntry

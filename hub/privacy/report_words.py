@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from hub.privacy.crypto import ERASED
+from hub.crypto.cipher import ERASED
 from schemas.labels import DEFAULT_LANGUAGE, LANGUAGES, label
 
 BERLIN = ZoneInfo("Europe/Berlin")

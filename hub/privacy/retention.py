@@ -32,22 +32,22 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
+from hub.crypto.fields import cipher
 from hub.deadlines.service import stop_clocks
 from hub.inbox.models import InboxMessage
 from hub.policy.model import DEFAULT_IDLE_DAYS, Policy, Route
 from hub.policy.parties import route_between
-from hub.privacy.service import cancel_as_hub, cipher, erase_person
+from hub.privacy.service import cancel_as_hub, erase_person
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
-from schemas.lifecycle import ACTIVE, TERMINAL
+from schemas.lifecycle import ACTIVE, RETENTION_IDLE, TERMINAL
 
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 #: The reason of the ``cancelled`` status the hub gives an open referral left idle too long.
-CLOSED_WHEN_IDLE = "retention-idle"
 
 
 @dataclass(frozen=True)
@@ -144,11 +144,11 @@ def idle(session: Session, *, policy: Policy, now: datetime, day: timedelta = DA
 def close_idle(
     session: Session, *, policy: Policy, now: datetime, topic: str, day: timedelta = DAY
 ) -> list[Idle]:
-    """Cancel the open referrals left idle too long (``CLOSED_WHEN_IDLE``); returns them."""
+    """Cancel the open referrals left idle too long (``RETENTION_IDLE``); returns them."""
     found = idle(session, policy=policy, now=now, day=day)
     for item in found:
         referral = session.get_one(Referral, item.referral_id)
-        cancel_as_hub(session, referral, reason=CLOSED_WHEN_IDLE, now=now, topic=topic)
+        cancel_as_hub(session, referral, reason=RETENTION_IDLE, now=now, topic=topic)
         audit(
             session,
             actor_type="system",

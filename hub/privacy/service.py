@@ -1,16 +1,11 @@
-"""Sealing and opening personal fields, and erasing a person (crypto-shredding).
-
-The master keys travel with every database session (``session.info``, set in bootstrap), so
-any service that holds a session can seal or open the fields of the person it works on
-without threading key material through every call.
-"""
+"""Erasing a person (crypto-shredding): the data key goes, and every feature's rows lose
+what would otherwise stay readable; open referrals are closed and the partners told."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,60 +13,25 @@ from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
 from hub.consent.models import Consent
+from hub.crypto.fields import cipher
 from hub.db import after_commit, checkpoint_wal, utcnow
+from hub.deadlines.service import stop_clocks
 from hub.errors import InvalidInput, NotFound
 from hub.events.service import attributes_for
 from hub.inbox.models import InboxMessage
 from hub.outbox.service import add_event
 from hub.people.models import Person, PersonReference
-from hub.privacy.crypto import FieldCipher
-from hub.privacy.keystore import DbKeyStore
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
 from schemas.catalogue import load_catalogue
 from schemas.cloudevents import EventType
-from schemas.lifecycle import ACTIVE, Status
+from schemas.lifecycle import ACTIVE, PERSON_ERASED, Status
 from schemas.messages import PersonErased, ReferralStatusChanged
 
 log = logging.getLogger(__name__)
 
-MASTER_KEYS = "master_keys"
-PERSON_PATHS = ["person.given_name", "person.family_name", "person.birth_date"]
 ERASURE_REASONS = ("request-art-17", "retention-expired", "unlawful-processing", "court-order")
-#: The reason of the ``cancelled`` status the hub gives open referrals of an erased person.
-CLOSED_BY_ERASURE = "person-erased"
-
-
-def cipher(session: Session) -> FieldCipher:
-    """A cipher over the data keys reachable through this session."""
-    keys, current = session.info[MASTER_KEYS]
-    return FieldCipher(DbKeyStore(session, keys, current))
-
-
-def seal_event(session: Session, person_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Encrypt the personal fields of event data: person details, payload values, note."""
-    paths = [*PERSON_PATHS, "note", *(f"payload.{k}" for k in data.get("payload") or {})]
-    return cipher(session).encrypt_fields(person_id, data, paths)
-
-
-def open_event(session: Session, person_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Decrypt them again; an erased person's fields read as erased."""
-    paths = [*PERSON_PATHS, "note", *(f"payload.{k}" for k in data.get("payload") or {})]
-    return cipher(session).decrypt_fields(person_id, data, paths)
-
-
-def seal_value(session: Session, person_id: str, value: str | None) -> str | None:
-    """One personal value, encrypted (None stays None)."""
-    return None if value is None else cipher(session).encrypt(person_id, value)
-
-
-def open_value(session: Session, person_id: str, value: str | None) -> str | None:
-    """One stored value, decrypted or marked erased."""
-    if value is None:
-        return None
-    opened = cipher(session).decrypt_fields(person_id, {"v": value}, ["v"])["v"]
-    return str(opened)
 
 
 def erase_person(session: Session, *, person_id: str, reason: str, by: str, topic: str) -> None:
@@ -80,7 +40,7 @@ def erase_person(session: Session, *, person_id: str, reason: str, by: str, topi
     Every encrypted copy (Kafka topics, dead letters, the outbox, backups) becomes unreadable
     with the key. Here the rows lose what is not encrypted, or what would otherwise stay
     readable until the key goes (see ``_forget_rows``); the person's open referrals are
-    cancelled (``CLOSED_BY_ERASURE``) with their clocks stopped, and each party hears of it
+    cancelled (``PERSON_ERASED``) with their clocks stopped, and each party hears of it
     by the routed status change; ``person.erased`` closes the timeline and tells every
     partner that took part in one of the person's referrals, open or closed (``notify``).
     On SQLite the WAL is checkpointed once this commits, so the replaced pages leave
@@ -170,14 +130,12 @@ def _forget_rows(session: Session, person_id: str) -> None:
 
 def _close_open_referrals(session: Session, *, person_id: str, topic: str, now: datetime) -> None:
     """Cancel the person's open referrals: nobody can work on them without the person's data."""
-    from hub.deadlines.service import stop_clocks  # imports this module
-
     active = [s.value for s in ACTIVE]
     referrals = session.scalars(
         select(Referral).where(Referral.person_id == person_id, Referral.status.in_(active))
     ).all()
     for referral in referrals:
-        cancel_as_hub(session, referral, reason=CLOSED_BY_ERASURE, now=now, topic=topic)
+        cancel_as_hub(session, referral, reason=PERSON_ERASED, now=now, topic=topic)
     stop_clocks(session, referral_ids=[r.id for r in referrals], at=now)
 
 

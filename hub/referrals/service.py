@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from hub import telemetry
 from hub.consent.service import covering
+from hub.crypto.fields import open_event, seal_event, seal_value
 from hub.db import after_commit, utcnow
 from hub.deadlines import service as deadlines
 from hub.errors import ConsentRequired, Forbidden, InvalidInput, NotFound
@@ -23,7 +24,6 @@ from hub.partners.models import Partner
 from hub.partners.service import active_partner
 from hub.people.service import resolve_person
 from hub.policy.model import Party, Policy, Route
-from hub.privacy.service import open_event, seal_event, seal_value
 from hub.referrals import domain, repository
 from hub.referrals.models import Referral, StatusHistory
 from hub.routing import service as routing

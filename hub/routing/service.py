@@ -30,6 +30,7 @@ from hub.policy.projection import project
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
 from schemas.cloudevents import CloudEventAttributes
+from schemas.lifecycle import HUB_REASONS
 
 
 def blocked_reason(
@@ -87,19 +88,13 @@ def needs_consent(policy: Policy, data: dict[str, Any]) -> bool:
     return may and not tells_of_erasure(data)
 
 
-#: The reason of the cancellation the hub makes when it erases a person (hub.privacy.service).
-ERASED = "person-erased"
-#: ... and when it ends a referral left idle past its route's limit (hub.privacy.retention).
-IDLE = "retention-idle"
-
-
 def tells_of_erasure(data: dict[str, Any]) -> bool:
     """True for the hub's own cancellation of a referral nobody will work on any more.
 
     It reaches both parties whatever the consent: a recipient must hear of an erasure
     (Art. 17(2), 19 GDPR) and must not keep working on a case the hub closed; it carries
     the status and its reason, no personal data beyond the referral's pseudonymous ids."""
-    return data.get("acting_partner") == "hub" and data.get("reason") in (ERASED, IDLE)
+    return data.get("acting_partner") == "hub" and data.get("reason") in HUB_REASONS
 
 
 def withheld(

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.crypto.fields import open_value
 from hub.db import unit_of_work, utcnow
 from hub.errors import HubError, NotFound
 from hub.partners.models import Partner
 from hub.people import visibility
 from hub.people.models import Person
-from hub.privacy.service import open_value
 from hub.referrals import service as referrals
 from hub.referrals.models import Referral, StaffNote
 from hub.timeline.models import TimelineEntry
@@ -466,7 +466,7 @@ def add_note(
         return _referral(
             request, staff, referral_id, error="note: 1 to 2000 characters", status_code=422
         )
-    from hub.privacy.service import seal_value
+    from hub.crypto.fields import seal_value
 
     with unit_of_work(request.app.state.session_factory) as session:
         referral = _visible_referral(session, request, staff, referral_id)

@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 from consumers import deadlines
 from hub import cli
 from hub.bootstrap import Hub
+from hub.crypto.fields import seal_value
 from hub.db import unit_of_work
 from hub.privacy.export import export_person
 from hub.privacy.report import render_html
-from hub.privacy.service import erase_person, seal_value
+from hub.privacy.service import erase_person
 from hub.referrals.models import StaffNote
 from schemas.labels import LANGUAGES
 from tests.api.test_partner_reads_audited import _apply, apply_outbox

@@ -31,8 +31,8 @@ from hub.audit.sequencer import Sequencer
 from hub.audit.service import leaf_bytes, list_records, record
 from hub.audit.verify import VerifyReport, verify
 from hub.bootstrap import Hub
+from hub.crypto.keystore import master_keys_from
 from hub.db import unit_of_work
-from hub.privacy.keystore import master_keys_from
 from tests.hubtest import make_hub
 
 ORIGIN = "talent-hub.duisburg.de/audit"

@@ -209,9 +209,9 @@ def test_an_erasure_reaches_both_parties_of_a_consent_based_referral(
 ) -> None:
     """The hub's cancellation of an erased person's referral goes out though the consent is
     gone: recipients must hear of an erasure (Art. 17(2), 19 GDPR)."""
-    from hub.privacy.service import CLOSED_BY_ERASURE, erase_person
+    from hub.privacy.service import erase_person
+    from schemas.lifecycle import PERSON_ERASED
 
-    assert routing.ERASED == CLOSED_BY_ERASURE
     hub, partners = hub_and_partners
     jc, amt = partners.headers(client, "jobcenter"), partners.headers(client, "amt")
     pid, consent_id = setup_person(client, jc)
@@ -234,6 +234,6 @@ def test_an_erasure_reaches_both_parties_of_a_consent_based_referral(
             for i in items
             if i["referral_id"] == rid and i["event_type"].endswith("status-changed.v1")
         ]
-        assert [(c["status"], c["reason"]) for c in closing] == [
-            ("cancelled", CLOSED_BY_ERASURE)
-        ], items
+        assert [(c["status"], c["reason"]) for c in closing] == [("cancelled", PERSON_ERASED)], (
+            items
+        )

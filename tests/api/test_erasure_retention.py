@@ -8,9 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from hub.crypto.fields import open_value, seal_value
 from hub.db import unit_of_work, utcnow
 from hub.privacy import retention
-from hub.privacy.service import open_value, seal_value
 from hub.referrals.models import IdempotencyRecord, StaffNote
 from tests.hubtest import STUDENT_REFERRAL, Partners
 

@@ -11,11 +11,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.bootstrap import Hub
+from hub.crypto.cipher import ERASED, FieldCipher
+from hub.crypto.errors import CipherError, MasterKeyMissing, PersonErased
+from hub.crypto.keystore import DbKeyStore
+from hub.crypto.models import PersonKey
 from hub.db import unit_of_work
-from hub.privacy.crypto import ERASED, FieldCipher
-from hub.privacy.errors import CipherError, MasterKeyMissing, PersonErased
-from hub.privacy.keystore import DbKeyStore
-from hub.privacy.models import PersonKey
 from tests.hubtest import Partners
 
 HubAndPartners = tuple[Hub, Partners]

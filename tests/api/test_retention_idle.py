@@ -215,10 +215,8 @@ def test_an_idle_consent_based_referral_is_closed_for_both_parties_after_withdra
 ) -> None:
     """The hub's closing carries no personal data: it reaches the performer though the
     consent the route rests on was withdrawn meanwhile."""
-    from hub.routing import service as routing
     from tests.api.test_consent_withdrawal import COUNSELLING, create, setup_person
 
-    assert routing.IDLE == retention.CLOSED_WHEN_IDLE
     hub, partners = hub_and_partners
     jc, amt = partners.headers(client, "jobcenter"), partners.headers(client, "amt")
     pid, consent_id = setup_person(client, jc)

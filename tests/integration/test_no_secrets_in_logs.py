@@ -28,10 +28,10 @@ from sqlalchemy import select
 from connectors.simulator import SimulatorState
 from hub import logs
 from hub.auth.keys import SigningKeys
+from hub.crypto.keystore import master_keys_from
 from hub.db import unit_of_work
 from hub.partners.models import Partner
 from hub.partners.service import add_client
-from hub.privacy.keystore import master_keys_from
 from hub.web.accounts import add_staff
 from hub.web.pages import SESSION_COOKIE
 from tests.hubtest import STUDENT_REFERRAL, api_client

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from hub.privacy.crypto import ERASED, FieldCipher, is_token
-from hub.privacy.errors import CipherError, PersonErased
-from hub.privacy.keystore import KeyStore, master_keys_from
+from hub.crypto.cipher import ERASED, FieldCipher, is_token
+from hub.crypto.errors import CipherError, PersonErased
+from hub.crypto.keystore import KeyStore, master_keys_from
 from hub.settings import Settings
 
 ALICE = "p_alice"

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import CursorResult, event, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
+from hub.crypto.errors import CipherError, MasterKeyMissing, PersonErased
+from hub.crypto.models import PersonKey
 from hub.db import insert_if_absent, utcnow
-from hub.privacy.errors import CipherError, MasterKeyMissing, PersonErased
-from hub.privacy.models import PersonKey
 from hub.settings import Settings
 
 KEY_BYTES = 32  # AES-256
@@ -28,9 +28,9 @@ REWRAP_BATCH = 500
 
 
 #: ``session.info`` key of the data keys unwrapped in the open transaction (see below).
-UNWRAPPED = "hub.privacy.unwrapped_keys"
+UNWRAPPED = "hub.crypto.unwrapped_keys"
 #: ``session.info`` key of the person ids minted in the open transaction (``expect_new``).
-FRESH = "hub.privacy.fresh_people"
+FRESH = "hub.crypto.fresh_people"
 
 
 def _unwrapped(session: Session) -> dict[str, bytes]:

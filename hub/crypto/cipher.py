@@ -14,8 +14,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.privacy.errors import CipherError, PersonErased
-from hub.privacy.keystore import KeyStore
+from hub.crypto.errors import CipherError, PersonErased
+from hub.crypto.keystore import KeyStore
 
 log = logging.getLogger(__name__)
 
