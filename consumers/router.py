@@ -7,6 +7,10 @@ again: a consent withdrawn since the referral was accepted holds the event back 
 reason, for staff to see and release. Each recipient gets only the fields its route allows,
 and of a status change only the codes and notes the route shares with that side.
 The routed copy keeps the event id, so every later hop deduplicates on it.
+
+A partner's request or status change is routed in the transaction that accepts it
+(``hub.routing.service.at_acceptance``) and marked so; the router passes such events by. It
+routes what the hub makes itself (closings, erasures) and any event staged unmarked.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from consumers.runner import Context, Event
 from hub.routing import erasure
 from hub.routing import service as routing
 from schemas.cloudevents import EventType
-from schemas.messages import ReferralRequested, ReferralStatusChanged
 
 ROUTED_TYPES = {
     EventType.REFERRAL_REQUESTED,
@@ -26,19 +29,14 @@ ROUTED_TYPES = {
 
 def recipients(event: Event) -> list[str]:
     """The partners that must receive this event."""
-    if event.attrs.type == EventType.REFERRAL_REQUESTED:
-        return [ReferralRequested.model_validate(event.data).performer]
-    if event.attrs.type == EventType.REFERRAL_STATUS_CHANGED:
-        changed = ReferralStatusChanged.model_validate(event.data)
-        return sorted({changed.requester, changed.performer} - {changed.acting_partner})
     if event.attrs.type == EventType.PERSON_ERASED:
         return erasure.recipients(event.data)
-    return []
+    return routing.recipients(event.attrs.type, event.data)
 
 
 def handle(event: Event, ctx: Context) -> None:
     """Stage one minimised copy per recipient in the outbox, or hold it with the reason."""
-    if event.attrs.type not in ROUTED_TYPES:
+    if event.attrs.type not in ROUTED_TYPES or routing.routed_at_acceptance(event.attrs):
         return
     if event.attrs.type == EventType.PERSON_ERASED:
         for partner_id in recipients(event):

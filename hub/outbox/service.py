@@ -36,48 +36,70 @@ def add_json(
     session: Session, *, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]
 ) -> OutboxEvent:
     """Stage an event whose data is already a JSON object (e.g. a recipient's projection)."""
-    row = OutboxEvent(
+    return add_row(session, json_row(topic=topic, attrs=attrs, data=data))
+
+
+def json_row(*, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]) -> OutboxEvent:
+    """An outbox row for JSON event data, not yet staged (see ``add_rows``)."""
+    return OutboxEvent(
         event_id=attrs.id,
         topic=topic,
         key=attrs.partitionkey,
         headers=[[name, value.decode()] for name, value in to_headers(attrs)],
         value=json.dumps(data, separators=(",", ":")),
     )
-    return add_row(session, row)
 
 
 def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
-    """Stage a prepared outbox row (e.g. a replayed dead letter).
-
-    The row keeps the current trace context, so the relay's publish continues this trace.
-    """
-    with telemetry.span(
-        f"outbox write {row.topic}",
-        attributes={"messaging.destination.name": row.topic, "messaging.message.id": row.event_id},
-    ):
-        traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
-        row.headers = traced + telemetry.inject()
-    first = not session.info.get("outbox_written")
-    session.info["outbox_written"] = True  # cleared at the end of the transaction
-    if first and session.get_bind().dialect.name == "postgresql":
-        _insert_and_notify(session, row)
-    else:
-        session.add(row)
+    """Stage a prepared outbox row (e.g. a replayed dead letter)."""
+    add_rows(session, [row])
     return row
 
 
-def _insert_and_notify(session: Session, row: OutboxEvent) -> None:
-    # The first row of a transaction is written at once and carries the relay's wake-up in
-    # the same statement: NOTIFY is delivered at commit, so a relay in another process wakes
-    # at once instead of on its poll. Once per transaction: a consumer staging a batch needs
-    # one wake-up, and later rows go with the transaction's flush (in order, after this one).
-    row.created_at = row.created_at or utcnow()
-    row.replay = row.replay or 0
-    values = {key: getattr(row, key) for key in _COLUMNS}
-    row.id = session.execute(_INSERT_AND_NOTIFY, values).one()[0]
+def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
+    """Stage prepared outbox rows, in this order.
+
+    Each row keeps the current trace context, so the relay's publish continues this trace.
+    """
+    for row in rows:
+        with telemetry.span(
+            f"outbox write {row.topic}",
+            attributes={
+                "messaging.destination.name": row.topic,
+                "messaging.message.id": row.event_id,
+            },
+        ):
+            traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
+            row.headers = traced + telemetry.inject()
+    first = not session.info.get("outbox_written")
+    session.info["outbox_written"] = True  # cleared at the end of the transaction
+    if first and rows:
+        _insert_now(session, rows)
+    else:
+        session.add_all(rows)
+
+
+def _insert_now(session: Session, rows: list[OutboxEvent]) -> None:
+    # The first rows of a transaction are written at once, in one statement; on PostgreSQL
+    # it carries the relay's wake-up: NOTIFY is delivered at commit, so a relay in another
+    # process wakes at once instead of on its poll. Once per transaction: a consumer staging
+    # a batch needs one wake-up, and later rows go with the transaction's flush (in order,
+    # after these).
+    for row in rows:
+        row.created_at = row.created_at or utcnow()
+        row.replay = row.replay or 0
+    values = [{key: getattr(row, key) for key in _COLUMNS} for row in rows]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_INSERT_AND_NOTIFY, values).all()
+    else:
+        session.execute(_INSERT, values)
 
 
 _OUTBOX = table_of(OutboxEvent)
 _COLUMNS = tuple(c.key for c in _OUTBOX.columns if c.key != "id")
-# One statement for every first row: values bound as parameters, not built into it.
-_INSERT_AND_NOTIFY = insert(_OUTBOX).returning(_OUTBOX.c.id, func.pg_notify(NOTIFY_CHANNEL, ""))
+# One statement for the first rows: values bound as parameters, not built into it; several
+# rows go as one multi-row INSERT (PostgreSQL) or one executemany (SQLite). The rows' ids
+# are not read back: nothing in the transaction needs them, and asking for them in order
+# would split the statement per row.
+_INSERT_AND_NOTIFY = insert(_OUTBOX).returning(func.pg_notify(NOTIFY_CHANNEL, ""))
+_INSERT = insert(_OUTBOX)

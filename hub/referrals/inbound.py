@@ -83,6 +83,7 @@ def _apply(
                 change=change,
                 by=by,
                 catalogue=catalogue,
+                policy=policy,
                 settings=settings,
             )
             return Answer(

@@ -150,6 +150,7 @@ def change_status(
             change=body,
             by=partner,
             catalogue=catalogue,
+            policy=policy,
             settings=settings,
         )
         # Stored for Idempotency-Key replays, so it must hold no personal data: the payload

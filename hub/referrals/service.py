@@ -19,7 +19,7 @@ from hub.db import after_commit, utcnow
 from hub.deadlines import service as deadlines
 from hub.errors import ConsentRequired, Forbidden, InvalidInput, NotFound
 from hub.events.service import attributes_for
-from hub.outbox.service import add_json
+from hub.outbox.service import add_rows
 from hub.partners.models import Partner
 from hub.partners.service import active_partner
 from hub.people.service import resolve_person
@@ -128,12 +128,15 @@ def _request_referral(
         },
         _first_entry(event),
     )
-    add_json(
+    rows = routing.at_acceptance(
         session,
-        topic=settings.topic_events,
+        settings=settings,
+        policy=policy,
         attrs=attributes_for(EventType.REFERRAL_REQUESTED, event),
         data=seal_event(session, person.id, event.model_dump(mode="json")),
+        route=route,  # checked above, consent included
     )
+    add_rows(session, rows)
     # Counted once committed: an idempotent repeat does the work and then rolls it back.
     counter, labels = telemetry.metrics().referrals_accepted, {"type": rtype.id, "requester": by.id}
     after_commit(session, lambda: counter.add(1, labels))
@@ -147,9 +150,11 @@ def change_status(
     change: StatusChange,
     by: Partner,
     catalogue: Catalogue,
+    policy: Policy,
     settings: Settings,
 ) -> Referral:
-    """Apply a lifecycle transition reported by a participant of the referral."""
+    """Apply a lifecycle transition reported by a participant of the referral; the other
+    party's copy is routed with it."""
     referral = get_referral(session, referral_id=referral_id, viewer=by.id)
     rtype = _type(catalogue, referral.type)
     roles = domain.roles_of(by.id, requester=referral.requester_id, performer=referral.performer_id)
@@ -181,12 +186,14 @@ def change_status(
     referral.business_status = change.business_status
     referral.updated_at = now
     _record(session, referral, event, status=change.status, change=change)
-    add_json(
+    rows = routing.at_acceptance(
         session,
-        topic=settings.topic_events,
+        settings=settings,
+        policy=policy,
         attrs=attributes_for(EventType.REFERRAL_STATUS_CHANGED, event),
         data=seal_event(session, referral.person_id, event.model_dump(mode="json")),
     )
+    add_rows(session, rows)
     return referral
 
 

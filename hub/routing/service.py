@@ -9,7 +9,6 @@ release sends it on once consent is given again.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,14 +22,17 @@ from hub.inbox.service import consumer_name as inbox_consumer_name
 from hub.inbox.service import put as put_in_inbox
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_json, add_row
+from hub.outbox.service import add_row, json_row
 from hub.policy.model import Policy, Route
 from hub.policy.parties import route_between
 from hub.policy.projection import project
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
-from schemas.cloudevents import CloudEventAttributes
+from schemas.cloudevents import CloudEventAttributes, EventType
 from schemas.lifecycle import HUB_REASONS
+
+#: The CloudEvents extension that marks an event routed in the transaction that made it.
+ROUTED = "routed"
 
 
 def blocked_reason(
@@ -153,21 +155,73 @@ def send(
     replay: int = 0,
 ) -> None:
     """Stage the recipient's minimised copy of the event (``replay`` > 0: once more)."""
-    routed = attrs.model_copy(update={"extensions": {**attrs.extensions, "recipient": recipient}})
-    topic = settings.deliveries_topic(recipient)
-    copy = project(attrs.type, data, route, recipient=recipient)
-    if not replay:
-        add_json(session, topic=topic, attrs=routed, data=copy)
-        return
-    row = OutboxEvent(
-        event_id=routed.id,
-        topic=topic,
-        key=routed.partitionkey,
-        headers=[[name, value.decode()] for name, value in to_headers(routed)],
-        value=json.dumps(copy, separators=(",", ":")),
-        replay=replay,
-    )
+    row = copy_row(settings=settings, attrs=attrs, data=data, recipient=recipient, route=route)
+    row.replay = replay
     add_row(session, row)
+
+
+def copy_row(
+    *,
+    settings: Settings,
+    attrs: CloudEventAttributes,
+    data: dict[str, Any],
+    recipient: str,
+    route: Route,
+) -> OutboxEvent:
+    """The outbox row of the recipient's minimised copy, on its delivery topic (not staged)."""
+    routed = attrs.model_copy(update={"extensions": {**attrs.extensions, "recipient": recipient}})
+    copy = project(attrs.type, data, route, recipient=recipient)
+    return json_row(topic=settings.deliveries_topic(recipient), attrs=routed, data=copy)
+
+
+def recipients(event_type: str, data: dict[str, Any]) -> list[str]:
+    """The partners that must receive a referral event: a new referral goes to its
+    performer, a status change to the other party (both, when the hub made it)."""
+    if event_type == EventType.REFERRAL_REQUESTED:
+        return [str(data.get("performer"))]
+    if event_type == EventType.REFERRAL_STATUS_CHANGED:
+        parties = {str(data.get("requester")), str(data.get("performer"))}
+        return sorted(parties - {str(data.get("acting_partner"))})
+    return []
+
+
+def at_acceptance(
+    session: Session,
+    *,
+    settings: Settings,
+    policy: Policy,
+    attrs: CloudEventAttributes,
+    data: dict[str, Any],
+    route: Route | None = None,
+) -> list[OutboxEvent]:
+    """Route a referral event in the transaction that makes it (design §8).
+
+    Returns the event's own row, marked ``ROUTED`` so that the router leaves it alone, and
+    each recipient's minimised copy, for the caller to stage together (``add_rows``): a
+    delivery then takes one relay cycle and one consumer hop, not two of each. Policy and
+    consent are checked here exactly as the router checks them, and a copy that may not
+    flow is held as the router holds it; the inbox and push delivery check consent again
+    just before they make the copy available. ``route``: already resolved and checked by
+    the caller (a new referral's route and consent are checked before it is accepted).
+    """
+    marked = attrs.model_copy(update={"extensions": {**attrs.extensions, ROUTED: "1"}})
+    rows = [json_row(topic=settings.topic_events, attrs=marked, data=data)]
+    for recipient in recipients(attrs.type, data):
+        found, reason = (
+            (route, None) if route is not None else blocked_reason(session, policy, data)
+        )
+        if reason is not None or found is None:
+            hold(session, attrs=attrs, data=data, recipient=recipient, reason=reason or "no route")
+            continue
+        rows.append(
+            copy_row(settings=settings, attrs=attrs, data=data, recipient=recipient, route=found)
+        )
+    return rows
+
+
+def routed_at_acceptance(attrs: CloudEventAttributes) -> bool:
+    """True for an event whose copies were staged with it (``at_acceptance``)."""
+    return attrs.extensions.get(ROUTED) == "1"
 
 
 def hold(

@@ -510,6 +510,7 @@ def cancel(
                 change=change,
                 by=by,
                 catalogue=request.app.state.catalogue,
+                policy=request.app.state.policy,
                 settings=settings,
             )
             audit_staff(

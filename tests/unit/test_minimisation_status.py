@@ -209,6 +209,9 @@ def route_through(ctx: Context, route: Route, event_type: str, data: dict[str, A
         subject=data["referral_id"],
         partitionkey=data["person_id"],
     )
+    # As if the transaction had written outbox rows already: the router's are then only
+    # added to the session, where they are read here, instead of inserted at once.
+    ctx.session.info["outbox_written"] = True
     router.handle(Event(attrs, json.loads(json.dumps(data)), "hub.events.v1", 0, 0), ctx)
     staged = [row for row in ctx.session.new if isinstance(row, OutboxEvent)]
     ctx.session.expunge_all()
