@@ -4,14 +4,23 @@ Kafka gives every topic a random id when it is created (KIP-516) and keeps it as
 topic lives. A broker that forgot its topics (the embedded in-memory broker after a restart),
 or another cluster behind the same address, gives the epoch topic a new id when the hub
 creates it again. The relay compares it with the one the database recorded
-(hub.outbox.settlement); it asks before every batch, so it sends nothing to a new broker
-before it has queued again what the old one may have lost. One metadata request: about a
-millisecond and a half on loopback.
+(hub.outbox.settlement) before every batch, so it sends nothing to a new broker before it
+has queued again what the old one may have lost.
+
+Asking costs a metadata request (about a millisecond and a half on loopback), so the answer
+is kept while a plain TCP connection to the bootstrap broker, opened right after it, stays
+open: a broker process that ends, however it ends, closes it, and the next check asks
+again. A connection that cannot be watched (closed by the broker when idle, refused) means
+asking; so does an answer older than ``KEEP_SECONDS``, in case a broker vanished without
+closing anything (a lost host: Apache Kafka keeps topic ids, so this never changes there).
 """
 
 from __future__ import annotations
 
 import logging
+import select
+import socket
+import time
 from typing import Any
 
 from kafka.admin import KafkaAdminClient
@@ -25,6 +34,8 @@ _NO_ID = {None, "", "AAAAAAAAAAAAAAAAAAAAAA", "00000000-0000-0000-0000-000000000
 #: What a broker that gives topics no ids (Kafka before 2.8) is known by: it never changes,
 #: so the relay never re-publishes; such a broker is expected to keep its log.
 UNIDENTIFIED = "unidentified"
+#: The longest a kept answer is trusted without asking the broker again.
+KEEP_SECONDS = 30.0
 
 
 class BrokerEpoch:
@@ -35,9 +46,15 @@ class BrokerEpoch:
         self._topic = topic
         self._timeout = timeout
         self._admin: KafkaAdminClient | None = None
+        self._kept: str | None = None
+        self._kept_at = 0.0
+        self._watch: socket.socket | None = None
 
     def __call__(self) -> str:
         """The broker's current epoch; raises when it does not answer."""
+        if self._kept is not None and self._still_same_broker():
+            return self._kept
+        self._forget()
         try:
             topic_id = self._topic_id()
             if topic_id is None:
@@ -48,10 +65,40 @@ class BrokerEpoch:
             raise
         if topic_id is None:
             raise RuntimeError(f"the broker did not create the epoch topic {self._topic}")
+        self._keep(topic_id)
         return topic_id
 
+    def _keep(self, topic_id: str) -> None:
+        host, _, port = self._bootstrap.split(",")[0].strip().rpartition(":")
+        try:
+            address = (host.strip("[]") or "localhost", int(port))
+            self._watch = socket.create_connection(address, timeout=1.0)
+        except (OSError, ValueError):
+            return  # nothing to watch: ask every time
+        self._watch.setblocking(False)
+        self._kept, self._kept_at = topic_id, time.monotonic()
+
+    def _still_same_broker(self) -> bool:
+        """True while the watched connection is open and the answer is young enough."""
+        if self._watch is None or time.monotonic() - self._kept_at > KEEP_SECONDS:
+            return False
+        try:
+            readable, _, _ = select.select([self._watch], [], [], 0)
+            # The broker never writes to a connection that sent nothing: readable means it
+            # was closed (end of stream) or reset.
+            return not readable or self._watch.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
+    def _forget(self) -> None:
+        self._kept = None
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch.close()
+
     def close(self) -> None:
-        """Drop the admin client (it is made again on the next call)."""
+        """Drop the admin client and the kept answer (both are made again on the next call)."""
+        self._forget()
         if self._admin is not None:
             admin, self._admin = self._admin, None
             try:

@@ -21,6 +21,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from hub.kafka.client import broker_state, ensure_topics, make_consumer, make_producer, probe
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.kafka.embedded import EmbeddedBroker, Supervisor
+from hub.kafka.epoch import BrokerEpoch
 from schemas.cloudevents import CloudEventAttributes, EventType
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -305,3 +306,33 @@ def test_stopping_the_supervisor_gives_up_a_restart_that_cannot_succeed(
             assert time.monotonic() - started < 1
     finally:
         supervisor.stop()
+
+
+def test_the_broker_epoch_is_asked_once_while_the_broker_lives_and_again_after_a_restart(
+    broker: EmbeddedBroker,
+) -> None:
+    asked: list[str] = []
+    epoch = BrokerEpoch(broker.bootstrap_servers, "hub.epoch.v1")
+    ask = epoch._topic_id
+
+    def counted() -> str | None:
+        found = ask()
+        asked.append(str(found))
+        return found
+
+    epoch._topic_id = counted  # type: ignore[method-assign]
+    try:
+        first = epoch()  # asks, creates the topic, asks again
+        before = len(asked)
+        assert [epoch() for _ in range(50)] == [first] * 50
+        assert len(asked) == before  # the kept answer, no metadata request
+
+        broker.restart()  # in memory: the new broker has a new topic id for the epoch topic
+        again = epoch()
+        assert again != first and len(asked) > before  # asked, not kept
+
+        broker.kill()
+        broker.start()
+        assert epoch() not in (first, again)  # a killed broker is noticed the same way
+    finally:
+        epoch.close()
