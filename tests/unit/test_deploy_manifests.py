@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -38,6 +39,10 @@ K8S = DEPLOY / "k8s"
 BASE = K8S / "base"
 PRODUCTION = K8S / "overlays" / "production"
 OVERLAYS = [BASE, PRODUCTION]
+STRIMZI_SCHEMAS = Path(__file__).resolve().parent / "strimzi"
+STRIMZI_API = "kafka.strimzi.io/v1"
+# Kafka versions that both Strimzi 1.1.0 and 1.2.0 run (their release notes); 1.1 dropped 4.1.
+STRIMZI_KAFKA_VERSIONS = {"4.2.0", "4.2.1", "4.3.0"}
 
 
 # Partners onboarded after the first catalogue whose deliveries topic deploy/ creates too
@@ -517,6 +522,65 @@ def test_kafka_acls_name_only_the_codes_topics_and_groups(
     assert granted_groups == groups | {DELIVERY_GROUP_PREFIX}
 
 
+def strimzi_schema(kind: str) -> dict[str, Any]:
+    schema = yaml.safe_load((STRIMZI_SCHEMAS / f"{kind.lower()}.v1.yaml").read_text())
+    assert isinstance(schema, dict)
+    return schema
+
+
+def strimzi_errors(doc: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(strimzi_schema(doc["kind"]))
+    return [
+        f"{doc['kind']} {doc['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: "
+        f"{e.message}"
+        for e in validator.iter_errors(doc)
+    ]
+
+
+def strimzi_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if str(d.get("apiVersion", "")).startswith("kafka.strimzi.io/")]
+
+
+def test_strimzi_resources_use_the_v1_api() -> None:
+    """Strimzi 1.x serves only kafka.strimzi.io/v1: anything older is refused on apply."""
+    found = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        for doc in strimzi_docs(load_all(path)):
+            found.append(doc["kind"])
+            assert doc["apiVersion"] == STRIMZI_API, f"{path}: {doc['apiVersion']}"
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"} <= set(found)
+
+
+def test_strimzi_resources_match_the_v1_schemas() -> None:
+    docs = strimzi_docs(k8s_docs(BASE))
+    assert len(docs) >= 10
+    errors = [error for doc in docs for error in strimzi_errors(doc)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_strimzi_schemas_reject_what_v1_removed() -> None:
+    """The vendored schemas catch the v1beta2 leftovers that Strimzi 1.x refuses."""
+    docs = strimzi_docs(k8s_docs(BASE))
+    user = json.loads(json.dumps(one(docs, "KafkaUser", "hub-relay")))
+    acl = user["spec"]["authorization"]["acls"][0]
+    acl["operation"] = acl.pop("operations")[0]
+    assert any("operation" in e for e in strimzi_errors(user))
+    kafka = json.loads(json.dumps(one(docs, "Kafka", "talent-hub")))
+    kafka["spec"]["kafka"]["replicas"] = 1
+    assert any("replicas" in e for e in strimzi_errors(kafka))
+    topic = json.loads(json.dumps(one(docs, "KafkaTopic", "hub.events.v1")))
+    topic["spec"]["partitions"] = 0
+    assert strimzi_errors(topic)
+
+
+def test_the_kafka_version_is_one_strimzi_runs() -> None:
+    (kafka,) = [d for d in k8s_docs(BASE) if d["kind"] == "Kafka"]
+    assert kafka["spec"]["kafka"]["version"] in STRIMZI_KAFKA_VERSIONS
+    # KRaft and node pools are the only mode in v1; the old opt-in annotations are noise.
+    annotations = kafka["metadata"].get("annotations", {})
+    assert not {"strimzi.io/kraft", "strimzi.io/node-pools"} & set(annotations)
+
+
 # ------------------------------------------------------------------------------ consumers
 
 
@@ -643,6 +707,8 @@ def test_the_production_overlay_renders_consistently(monkeypatch: pytest.MonkeyP
     for name, spec in topics.items():
         assert spec["replicas"] <= brokers, name
         assert int(spec["config"]["min.insync.replicas"]) < spec["replicas"], name
+    errors = [error for doc in strimzi_docs(docs) for error in strimzi_errors(doc)]
+    assert not errors, "\n".join(errors)
     for name, _, container in containers(docs):
         refs = [s["configMapRef"]["name"] for s in container.get("envFrom", [])]
         assert refs == [config["metadata"]["name"]], name
