@@ -321,18 +321,24 @@ def until_database_answers(stop: threading.Event, action: Callable[[], None], *,
 
 
 def consume_span(record: Any, *, group: str) -> Any:
-    """A consumer span whose parent is the publish span named in the record's headers."""
+    """A consumer span whose parent is the publish span named in the record's headers.
+
+    ``group`` is the consumer's name; its Kafka group id is ``hub.<name>``
+    (consumers/registry.py), which is what the span reports. The record key (a person
+    pseudonym) stays out of the span: traces leave the hub for the Collector and its backend.
+    """
     return telemetry.span(
         f"process {record.topic}",
         kind=SpanKind.CONSUMER,
         parent=telemetry.extract(record.headers),
         attributes={
             "messaging.system": "kafka",
+            "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.destination.name": record.topic,
             "messaging.destination.partition.id": str(record.partition),
             "messaging.kafka.offset": record.offset,
-            "messaging.consumer.group.name": group,
+            "messaging.consumer.group.name": f"hub.{group}",
         },
     )
 

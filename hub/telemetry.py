@@ -16,17 +16,20 @@ memory, so the embedded default costs next to nothing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -41,6 +44,11 @@ _lock = threading.Lock()
 _tracer_provider: trace.TracerProvider = NoOpTracerProvider()
 _meter_provider: Any = NoOpMeterProvider()
 _instruments: Instruments | None = None
+
+#: Histogram buckets in seconds for every duration the hub records: a partner answers in tens
+#: of milliseconds to tens of seconds; the SDK's defaults (0 … 10000) put everything in le=5.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_HISTOGRAMS = ("hub.delivery.latency", "http.server.request.duration")
 
 
 class Instruments:
@@ -101,6 +109,7 @@ def configure(
 
         readers.append(PrometheusMetricReader())
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    stable_http_conventions()
     with _lock:
         if processors:
             provider = TracerProvider(resource=resource)
@@ -110,8 +119,50 @@ def configure(
             _instrument_httpx(provider)
         else:
             _tracer_provider = NoOpTracerProvider()
-        _meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        _meter_provider = MeterProvider(
+            resource=resource, metric_readers=readers, views=latency_views()
+        )
         _instruments = Instruments(_meter_provider.get_meter(SCOPE))
+
+
+def latency_views() -> list[View]:
+    """Explicit second buckets for the hub's duration histograms."""
+    aggregation = ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS)
+    return [View(instrument_name=name, aggregation=aggregation) for name in LATENCY_HISTOGRAMS]
+
+
+def stable_http_conventions() -> None:
+    """HTTP spans and metrics with the stable names (``http.request.method``, ``url.full``,
+    ``http.server.request.duration``) instead of the old ones (``http.method``, ``http.url``).
+
+    The instrumentations of 0.66b2 still default to the old names and read the opt-in once,
+    at their first use; the hub opts in for itself so no deployment has to remember to.
+    """
+    from opentelemetry.instrumentation._semconv import (
+        OTEL_SEMCONV_STABILITY_OPT_IN,
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+        _StabilityMode,
+    )
+
+    os.environ[OTEL_SEMCONV_STABILITY_OPT_IN] = "http"
+    stability = _OpenTelemetrySemanticConventionStability
+    signal = _OpenTelemetryStabilitySignalType.HTTP
+    if stability._get_opentelemetry_stability_opt_in_mode(signal) is not _StabilityMode.HTTP:
+        stability._initialized = False
+        stability._initialize()
+
+
+def _without_query(span: Span, request: Any) -> None:
+    """``url.full`` without the query string: partner URLs may carry tokens or ids in it."""
+    url = getattr(request, "url", None)
+    if url is None or not span.is_recording():
+        return
+    if isinstance(url, tuple):  # transport level: (scheme, host, port, raw path)
+        scheme, host, port, raw_path = url
+        url = httpx.URL(scheme=scheme.decode(), host=host.decode(), port=port, path="/")
+        url = url.copy_with(raw_path=raw_path)
+    span.set_attribute("url.full", str(url.copy_with(query=None, fragment=None)))
 
 
 def _instrument_httpx(provider: TracerProvider) -> None:
@@ -121,7 +172,15 @@ def _instrument_httpx(provider: TracerProvider) -> None:
     instrumentor = HTTPXClientInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
-    instrumentor.instrument(tracer_provider=provider)
+    instrumentor.instrument(
+        tracer_provider=provider,
+        request_hook=_without_query,
+        async_request_hook=_async_without_query,
+    )
+
+
+async def _async_without_query(span: Span, request: Any) -> None:
+    _without_query(span, request)
 
 
 def reset() -> None:

@@ -272,16 +272,21 @@ class Relay:
 
 
 def _publish_span(row: OutboxEvent) -> Span:
-    """A producer span continuing the trace of the request that wrote the row."""
+    """A producer span continuing the trace of the request that wrote the row.
+
+    "send" (one record per call, as kafka-python's ``send``), per the messaging conventions.
+    No ``messaging.kafka.message.key``: the key is the person pseudonym, and traces leave the
+    hub for the Collector and its backend.
+    """
     return telemetry.tracer().start_span(
-        f"publish {row.topic}",
+        f"send {row.topic}",
         context=telemetry.extract([(n, v) for n, v in row.headers]),
         kind=SpanKind.PRODUCER,
         attributes={
             "messaging.system": "kafka",
+            "messaging.operation.name": "send",
             "messaging.operation.type": "send",
             "messaging.destination.name": row.topic,
-            "messaging.kafka.message.key": row.key or "",
             "messaging.message.id": row.event_id,
         },
     )

@@ -93,10 +93,10 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     deliveries = running.hub.settings.deliveries_topic("ihk-fosa")
     for expected in [
         (SpanKind.INTERNAL, "outbox write hub.events.v1"),
-        (SpanKind.PRODUCER, "publish hub.events.v1"),
+        (SpanKind.PRODUCER, "send hub.events.v1"),
         (SpanKind.CONSUMER, "process hub.events.v1"),
         (SpanKind.INTERNAL, f"outbox write {deliveries}"),
-        (SpanKind.PRODUCER, f"publish {deliveries}"),
+        (SpanKind.PRODUCER, f"send {deliveries}"),
         (SpanKind.CONSUMER, f"process {deliveries}"),
     ]:
         assert expected in names, sorted(n for _, n in names)
@@ -110,6 +110,7 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
             == consumer.attributes["messaging.destination.name"]
         )
         assert "messaging.destination.partition.id" in parent.attributes
+    _assert_conventions(running, trace)
     # Routed at acceptance: the performer's copy is written in the request, with the event.
     written = next(s for s in trace if s.name == "outbox write hub.events.v1")
     routed = next(s for s in trace if s.name == f"outbox write {deliveries}")
@@ -126,6 +127,7 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     assert points["hub.outbox.published"] >= 4  # two events and two routed copies
     assert points["hub.consumer.processed"] >= 4
     assert points["hub.delivery.latency.count"] == 1
+    assert points["hub.delivery.latency.buckets"] == telemetry.LATENCY_BUCKETS
     assert 0 < points["hub.delivery.latency.sum"] < 60
     assert points["hub.partners.paused"] == 0
     assert points["hub.outbox.oldest_age"] == 0
@@ -134,6 +136,35 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     # No sequencer runs here, so the calls above wait for a checkpoint: what an alert watches.
     assert points["hub.audit.unsequenced_age"] > 0
     assert points["hub.consumer.lag"] >= 0  # measured per group and partition
+
+
+def _assert_conventions(running: Running, trace: list[ReadableSpan]) -> None:
+    """Stable HTTP and current messaging names; no pseudonym or query string in a span."""
+    from sqlalchemy import select
+
+    from hub.outbox.models import OutboxEvent
+
+    with running.hub.session_factory() as session:
+        keys = {k for k in session.scalars(select(OutboxEvent.key)) if k}
+    assert keys, "the referral's rows carry the person pseudonym as key"
+    groups = {"hub.router", "hub.timeline", "hub.delivery.ihk-fosa"}
+    for s in trace:
+        attrs = dict(s.attributes or {})
+        assert "http.method" not in attrs and "http.url" not in attrs, s.name
+        assert "messaging.kafka.message.key" not in attrs, s.name
+        for name, value in attrs.items():
+            assert not any(k in str(value) for k in keys), f"{s.name}: {name} holds a pseudonym"
+            if name != "url.query":  # the Collector deletes url.query (otel-collector.yaml)
+                assert "?" not in str(value) or not name.startswith("url."), (s.name, name)
+        if s.kind == SpanKind.PRODUCER:
+            assert attrs["messaging.operation.name"] == attrs["messaging.operation.type"]
+            assert s.name.startswith("send ") and attrs["messaging.operation.type"] == "send"
+        if s.kind == SpanKind.CONSUMER:
+            assert attrs["messaging.operation.name"] == "process", s.name
+            assert attrs["messaging.consumer.group.name"] in groups, attrs
+    server = next(s for s in trace if s.kind == SpanKind.SERVER)
+    assert server.attributes["http.request.method"] == "POST"  # type: ignore[index]
+    assert server.attributes["http.route"] == "/v1/referrals"  # type: ignore[index]
 
 
 def _url(span: ReadableSpan) -> str:
@@ -150,6 +181,7 @@ def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
             for metric in scope.metrics:
                 for point in metric.data.data_points:
                     if hasattr(point, "bucket_counts"):
+                        found[f"{metric.name}.buckets"] = tuple(point.explicit_bounds)
                         found[f"{metric.name}.count"] = found.get(f"{metric.name}.count", 0) + (
                             point.count
                         )
