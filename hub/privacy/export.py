@@ -31,6 +31,7 @@ from hub.policy.parties import route_between
 from hub.policy.projection import shared_status
 from hub.referrals.models import Referral, StaffNote, StatusHistory
 from hub.routing.models import RoutingHold
+from hub.settings import Settings
 from hub.timeline.models import TimelineEntry
 from schemas.cloudevents import TYPE_PREFIX, EventType
 from schemas.labels import DEFAULT_LANGUAGE, pick_language
@@ -48,21 +49,13 @@ READS = {
     "/v1/people/{person_id}/timeline": "timeline",
     "/v1/people/{person_id}/consents": "consents",
 }
-# Where the settings do not name the controller yet (HUB_CONTROLLER_NAME and friends).
-DEFAULT_CONTROLLER = {
-    "name": "Stadt Duisburg, International Talent Center",
-    "contact": "Stadt Duisburg, Burgplatz 19, 47051 Duisburg",
-    "dpo_contact": "Datenschutzbeauftragte der Stadt Duisburg, Burgplatz 19, 47051 Duisburg",
-}
-
-
 def export_person(
     session: Session,
     *,
     person_id: str,
     by: str,
     policy: Policy,
-    settings: object | None = None,
+    settings: Settings | None = None,
     language: str | None = None,
 ) -> dict[str, Any]:
     """Everything the hub holds on the person, and every transfer about them."""
@@ -112,11 +105,19 @@ def _notice_language(consents: list[Consent]) -> str | None:
     return pick_language(consents[0].notice_language) if consents else None
 
 
-def _controller(settings: object | None) -> dict[str, str]:
+def _controller(settings: Settings | None) -> dict[str, str]:
+    """The controller and its data protection officer, as the settings name them."""
+
+    def value(name: str) -> str:
+        if settings is not None:
+            return str(getattr(settings, name))
+        return str(Settings.model_fields[name].default)
+
     return {
-        "name": getattr(settings, "controller_name", None) or DEFAULT_CONTROLLER["name"],
-        "contact": getattr(settings, "controller_contact", None) or DEFAULT_CONTROLLER["contact"],
-        "dpo_contact": getattr(settings, "dpo_contact", None) or DEFAULT_CONTROLLER["dpo_contact"],
+        "name": value("controller_name"),
+        "address": value("controller_address"),
+        "contact": value("controller_contact"),
+        "dpo_contact": value("dpo_contact"),
     }
 
 

@@ -72,6 +72,7 @@ def _controller(report: dict[str, Any], w: Words) -> str:
     return f"<h2>{w.t('section.controller')}</h2>\n" + _dl(
         [
             (w.t("controller.name"), w.value(c["name"])),
+            (w.t("controller.address"), w.value(c["address"])),
             (w.t("controller.contact"), w.value(c["contact"])),
             (w.t("controller.dpo"), w.value(c["dpo_contact"])),
         ],
