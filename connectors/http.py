@@ -1,11 +1,12 @@
 """Push delivery to one partner over HTTPS (design §7).
 
 Each attempt carries an OAuth access token from the partner's own token endpoint (client
-credentials, ``client_secret_basic``), the HMAC signature of ``connectors.signing`` and the
-event id as ``Idempotency-Key``. Redirects are never followed and the partner's answer is read
-only up to a limit, so a misbehaving partner can neither redirect our signed messages elsewhere
-nor exhaust our memory. Both the webhook and the token endpoint go through the egress guard
-(``connectors.egress``): a URL the policy forbids is a transient failure that pauses the partner.
+credentials, ``client_secret_basic``), the Standard Webhooks signature of ``connectors.signing``
+(with the deprecated ``X-TalentHub-*`` one) and the event id as ``Idempotency-Key``.
+Redirects are never followed and the partner's answer is read only up to a limit, so a
+misbehaving partner can neither redirect our signed messages elsewhere nor exhaust our memory.
+Both the webhook and the token endpoint go through the egress guard (``connectors.egress``):
+a URL the policy forbids is a transient failure that pauses the partner.
 
 A failure's reason is the status and a fixed phrase (``partner answered 422 (rejected)``), or the
 exception class for transport errors, never text the partner wrote: a partner that echoes a
@@ -19,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -56,6 +58,10 @@ class _TokenUnavailable(Exception):
     """The partner's token endpoint gave us no usable token."""
 
 
+class _SecretMalformed(Exception):
+    """A signing secret written ``whsec_…`` is not base64 after the prefix."""
+
+
 class _TooLarge(Exception):
     """The partner's answer exceeds the response limit."""
 
@@ -70,7 +76,7 @@ class HttpDeliverer:
         token_endpoint: str,
         client_id: str,
         client_secret: str,
-        signing_secret: str,
+        signing_secret: str | Sequence[str],
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         max_response_bytes: int = 65536,
@@ -113,6 +119,10 @@ class HttpDeliverer:
                 result = self._post(message, self._access_token())
         except _TokenUnavailable as exc:
             result = DeliveryResult("transient", reason=str(exc), details={"stage": "token"})
+        except _SecretMalformed:
+            # Every message to this partner would fail alike: pause it, don't dead-letter.
+            reason = "signing secret malformed"
+            result = DeliveryResult("transient", reason=reason, details={"stage": "signing"})
         log.info(
             "delivery.attempted",
             extra={
@@ -156,7 +166,10 @@ class HttpDeliverer:
         }
         if message.referral_id:
             headers[REFERRAL_ID_HEADER] = message.referral_id
-        headers.update(sign(self._signing_secret, message.event_id, message.body))
+        try:
+            headers.update(sign(self._signing_secret, message.event_id, message.body))
+        except ValueError as exc:
+            raise _SecretMalformed from exc
         return headers
 
     def _access_token(self) -> str:

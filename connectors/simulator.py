@@ -1,7 +1,8 @@
 """Partner simulators: stand-ins for UDE, the chambers, the Jobcenter and the Amt.
 
-A simulator checks what a real partner would (our bearer token from its own issuer, the HMAC
-signature), records each message once and reports status changes back through the hub's public
+A simulator checks what a real partner would (our bearer token from its own issuer, the
+Standard Webhooks signature; the deprecated ``X-TalentHub-Signature`` only where that is
+missing), records each message once and reports status changes back through the hub's public
 API. ``/_sim/*`` endpoints switch its behaviour at runtime; they exist only here, never on the hub.
 """
 

@@ -7,6 +7,7 @@ way a partner can fail as the delivery consumer needs it (transient vs permanent
 
 from __future__ import annotations
 
+import base64
 import importlib
 import threading
 import time
@@ -166,6 +167,47 @@ def test_a_tampered_body_is_refused_and_has_no_effect(sim: SimulatorServer) -> N
     assert received(sim) == []
     intact = httpx.post(f"{sim.url}/webhook", content=original, headers=headers, timeout=10)
     assert intact.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("kept", "status"),
+    [
+        ({"webhook-id", "webhook-timestamp", "webhook-signature"}, 200),
+        ({"X-TalentHub-Message-Id", "X-TalentHub-Timestamp", "X-TalentHub-Signature"}, 200),
+        ({"webhook-id", "webhook-timestamp", "X-TalentHub-Signature"}, 401),
+        (set(), 401),
+    ],
+)
+def test_the_simulator_checks_standard_webhooks_headers_or_else_the_deprecated_ones(
+    sim: SimulatorServer, kept: set[str], status: int
+) -> None:
+    body = b'{"vorgang": {"art": "recognition.assessment"}}'
+    signed = sign(SIGNING_SECRET, str(uuid.uuid4()), body)
+    headers = {
+        "Authorization": f"Bearer {sim_token(sim)}",
+        "Content-Type": "application/json",
+        **{name: value for name, value in signed.items() if name in kept},
+    }
+
+    answer = httpx.post(f"{sim.url}/webhook", content=body, headers=headers, timeout=10)
+
+    assert answer.status_code == status, answer.text
+    assert len(received(sim)) == (1 if status == 200 else 0)
+
+
+def test_a_wrong_standard_signature_is_refused_beside_a_right_deprecated_one(
+    sim: SimulatorServer,
+) -> None:
+    body = b"{}"
+    headers = {
+        "Authorization": f"Bearer {sim_token(sim)}",
+        **sign(SIGNING_SECRET, str(uuid.uuid4()), body),
+        "webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode(),
+    }
+
+    answer = httpx.post(f"{sim.url}/webhook", content=body, headers=headers, timeout=10)
+
+    assert answer.status_code == 401 and "does not match" in answer.json()["detail"]
 
 
 def test_a_token_not_issued_by_the_partner_is_refused(sim: SimulatorServer) -> None:
