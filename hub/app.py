@@ -76,11 +76,15 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     ):
         app.include_router(module.router)
     web.install(app)
-    if telemetry.tracing():
+    if telemetry.tracing() or telemetry.measuring():
         # Without an exporter the middleware would still parse headers, build attributes and
-        # wrap every send of every request, for spans nobody records.
+        # wrap every send of every request, for spans and metrics nobody records. With one,
+        # it also records http.server.request.duration (seconds, buckets of latency_views).
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=telemetry.tracer_provider(), excluded_urls="health"
+            app,
+            tracer_provider=telemetry.tracer_provider(),
+            meter_provider=telemetry.meter_provider(),
+            excluded_urls="health",
         )
     return app
 

@@ -43,6 +43,7 @@ TRACEPARENT = "traceparent"
 _lock = threading.Lock()
 _tracer_provider: trace.TracerProvider = NoOpTracerProvider()
 _meter_provider: Any = NoOpMeterProvider()
+_measured = False
 _instruments: Instruments | None = None
 
 #: Histogram buckets in seconds for every duration the hub records: a partner answers in tens
@@ -86,7 +87,7 @@ def configure(
     metric_readers: Sequence[MetricReader] = (),
 ) -> None:
     """Set up tracing and metrics for this process (tests pass in-memory processors/readers)."""
-    global _tracer_provider, _meter_provider, _instruments
+    global _tracer_provider, _meter_provider, _instruments, _measured
     resource = Resource.create(
         {"service.name": settings.otel_service_name or f"talent-hub-{service}"}
     )
@@ -123,6 +124,7 @@ def configure(
             resource=resource, metric_readers=readers, views=latency_views()
         )
         _instruments = Instruments(_meter_provider.get_meter(SCOPE))
+        _measured = bool(readers)
 
 
 def latency_views() -> list[View]:
@@ -185,7 +187,7 @@ async def _async_without_query(span: Span, request: Any) -> None:
 
 def reset() -> None:
     """Back to no-op telemetry (tests)."""
-    global _tracer_provider, _meter_provider, _instruments
+    global _tracer_provider, _meter_provider, _instruments, _measured
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     instrumentor = HTTPXClientInstrumentor()
@@ -197,11 +199,22 @@ def reset() -> None:
         _tracer_provider = NoOpTracerProvider()
         _meter_provider = NoOpMeterProvider()
         _instruments = None
+        _measured = False
 
 
 def tracer_provider() -> trace.TracerProvider:
     """The provider instrumentations should use."""
     return _tracer_provider
+
+
+def meter_provider() -> Any:
+    """The process's meter provider (a no-op one until ``configure``)."""
+    return _meter_provider
+
+
+def measuring() -> bool:
+    """True when this process's metrics go somewhere (OTLP, Prometheus or a test reader)."""
+    return _measured
 
 
 def tracing() -> bool:

@@ -136,6 +136,14 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     # No sequencer runs here, so the calls above wait for a checkpoint: what an alert watches.
     assert points["hub.audit.unsequenced_age"] > 0
     assert points["hub.consumer.lag"] >= 0  # measured per group and partition
+    # The gateway's own duration metric, in seconds, by route template (no ids in it).
+    assert points["http.server.request.duration.count"] >= 2
+    assert points["http.server.request.duration.buckets"] == telemetry.LATENCY_BUCKETS
+    routes = {
+        dict(p.attributes or {}).get("http.route")
+        for p in _data_points(reader, "http.server.request.duration")
+    }
+    assert "/v1/referrals" in routes and not any("-" in str(r) for r in routes), routes
 
 
 def _assert_conventions(running: Running, trace: list[ReadableSpan]) -> None:
@@ -170,6 +178,18 @@ def _assert_conventions(running: Running, trace: list[ReadableSpan]) -> None:
 def _url(span: ReadableSpan) -> str:
     attrs = span.attributes or {}
     return str(attrs.get("url.full") or attrs.get("http.url") or "")
+
+
+def _data_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    return [
+        point
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
