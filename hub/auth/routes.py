@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from hub.auth.deps import REALM, SessionDep, SettingsDep, SigningKeysDep, get_dpop
 from hub.auth.dpop import UseDPoPNonce
 from hub.auth.keys import JWKS_MAX_AGE_SECONDS
-from hub.auth.server import metadata, token_endpoint, token_request
+from hub.auth.server import error_response, metadata, token_endpoint, token_request
 from hub.db import utcnow
 from hub.errors import HubError, MalformedRequest
 
+
+class OAuthErrorRoute(APIRoute):
+    """A route whose refusals are RFC 6749 §5.2 JSON errors instead of problem documents.
+
+    OAuth clients (authlib, oauth4webapi, ...) read ``error`` from an ``application/json``
+    body; the partner API under ``/v1/`` keeps RFC 9457. Covers the form parsing too.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def oauth_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HubError as exc:
+                return oauth_error(exc)
+
+        return oauth_handler
+
+
 router = APIRouter(tags=["oauth"])
+token_router = APIRouter(tags=["oauth"], route_class=OAuthErrorRoute)
 
 # RFC 6749 §5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -39,6 +62,19 @@ async def token_form(request: Request) -> dict[str, str]:
 
 
 _PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
+_OAUTH_ERROR = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "error_description": {"type": "string"},
+                "error_uri": {"type": "string"},
+            },
+        }
+    }
+}
 _TOKEN_FORM = {
     "requestBody": {
         "required": True,
@@ -60,16 +96,19 @@ _TOKEN_FORM = {
 }
 
 
-@router.post(
+@token_router.post(
     "/oauth/token",
     name="oauth_token",
     openapi_extra=_TOKEN_FORM,
     responses={
         400: {
-            "description": "invalid_request, invalid_grant or invalid_scope (RFC 6749 §5.2)",
-            "content": _PROBLEM,
+            "description": (
+                "invalid_request, unsupported_grant_type, invalid_scope (RFC 6749 §5.2), "
+                "invalid_dpop_proof or use_dpop_nonce with a DPoP-Nonce header (RFC 9449)"
+            ),
+            "content": _OAUTH_ERROR,
         },
-        401: {"description": "invalid_client", "content": _PROBLEM},
+        401: {"description": "invalid_client (RFC 6749 §5.2)", "content": _OAUTH_ERROR},
         429: {"description": "too many requests", "content": _PROBLEM},
     },
 )
@@ -95,9 +134,11 @@ def token(
             dpop=dpop,
             dpop_proofs=request.headers.getlist("dpop"),
         )
-    except HubError as exc:
+    except HubError:
+        # The route answers the refusal as a response, so the session would commit: nothing
+        # a refused request wrote (a client assertion's jti, a DPoP proof's) may stay.
         session.rollback()
-        return _oauth_error(exc, request)
+        raise
     headers = dict(NO_STORE)
     nonce = dpop.fresh_nonce(now.timestamp())
     if nonce is not None:  # RFC 9449 §8.2: the nonce for the client's next token request
@@ -105,17 +146,18 @@ def token(
     return JSONResponse(answer, headers=headers)
 
 
-def _oauth_error(exc: HubError, request: Request) -> JSONResponse:
+def oauth_error(exc: HubError) -> JSONResponse:
+    """An RFC 6749 §5.2 error response: application/json, never cached."""
     headers = dict(NO_STORE)
     if exc.status == 401:
-        # RFC 6749 §5.2: a 401 for invalid_client carries the scheme the client should use.
+        # RFC 6749 §5.2 and RFC 9110 §15.5.2: a 401 names the scheme the client should use.
         headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
     if isinstance(exc, UseDPoPNonce):
-        headers["DPoP-Nonce"] = exc.nonce
-    problem: dict[str, Any] = exc.to_problem(instance=request.url.path)
-    return JSONResponse(
-        problem, status_code=exc.status, headers=headers, media_type="application/problem+json"
-    )
+        headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8: the nonce to put in the next proof
+    return JSONResponse(error_response(exc), status_code=exc.status, headers=headers)
+
+
+router.include_router(token_router)
 
 
 @router.get("/.well-known/oauth-authorization-server", name="oauth_metadata")

@@ -24,7 +24,7 @@ from hub.auth.scopes import SCOPES
 from hub.auth.secrets import hash_secret
 from hub.auth.tokens import issue_access_token
 from hub.db import utcnow
-from hub.errors import InvalidClient, InvalidGrant, MalformedRequest
+from hub.errors import HubError, InvalidClient, InvalidGrant, MalformedRequest
 from hub.partners.models import OAuthClient
 from hub.settings import Settings
 
@@ -35,6 +35,8 @@ ASSERTION_ALGS = ("ES256", "PS256", "EdDSA")
 ASSERTION_TYPES = frozenset({"jwt", "client-authentication+jwt"})
 AUTH_METHODS = ("private_key_jwt", "client_secret_basic")
 _NO_SECRET = hash_secret("no client has this secret")
+# RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 
 
 def token_endpoint(settings: Settings) -> str:
@@ -54,6 +56,26 @@ def metadata(settings: Settings) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "dpop_signing_alg_values_supported": list(DPOP_ALGS),
         "scopes_supported": list(SCOPES),
+        # RFC 8414 §2 makes this member REQUIRED and §3.2 forbids an empty array, though a
+        # client-credentials server has no authorization endpoint and RFC 7591 §2.1 pairs
+        # client_credentials with no response type at all. "token" is the registered value
+        # for a response that is an access token; with no authorization_endpoint and only
+        # client_credentials in grant_types_supported no client can start an implicit flow
+        # from it. authlib's metadata validator refuses the document without a non-empty
+        # list. Erratum 7793 (reported, not verified) would let the member be left out.
+        "response_types_supported": ["token"],
+    }
+
+
+def error_response(exc: HubError) -> dict[str, str]:
+    """The RFC 6749 §5.2 error body of a failed token request (RFC 9449 §5 and §8 codes too)."""
+    error = exc.extensions.get("error")
+    if not isinstance(error, str):
+        error = "invalid_client" if exc.status == 401 else "invalid_request"
+    detail = exc.detail.replace('"', "'")
+    return {
+        "error": error,
+        "error_description": "".join(c if c in _DESCRIPTION_CHARS else "?" for c in detail),
     }
 
 

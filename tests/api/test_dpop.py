@@ -132,9 +132,12 @@ def test_dpop_partner_gets_a_token_bound_to_its_key(http: TestClient, world: Wor
 def test_dpop_partner_without_proof_is_refused(http: TestClient, world: World) -> None:
     r = token_response(http, world)
     assert r.status_code == 400
-    assert r.headers["content-type"].startswith("application/problem+json")
-    assert r.json()["error"] == "invalid_dpop_proof"
-    assert r.json()["type"].endswith("/invalid-dpop-proof")
+    # RFC 9449 §5 and RFC 6749 §5.2: an OAuth error document, not a problem document.
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "error": "invalid_dpop_proof",
+        "error_description": "this client must send a DPoP proof",
+    }
 
 
 def test_other_partner_may_choose_dpop_or_bearer(http: TestClient, world: World) -> None:
@@ -162,7 +165,7 @@ def test_bad_proof_at_the_token_endpoint_is_400(
     r = token_response(http, world, partner="amt", dpop=make())
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_dpop_proof"
-    assert detail in r.json()["detail"]
+    assert detail in r.json()["error_description"]
 
 
 def test_token_endpoint_refuses_a_replayed_proof(http: TestClient, world: World) -> None:
@@ -170,7 +173,7 @@ def test_token_endpoint_refuses_a_replayed_proof(http: TestClient, world: World)
     assert token_response(http, world, dpop=once).status_code == 200
     r = token_response(http, world, dpop=once)
     assert r.status_code == 400
-    assert "replayed" in r.json()["detail"]
+    assert "replayed" in r.json()["error_description"]
 
 
 def test_token_endpoint_refuses_two_proofs(http: TestClient, world: World) -> None:
@@ -182,7 +185,7 @@ def test_token_endpoint_refuses_two_proofs(http: TestClient, world: World) -> No
         headers=httpx.Headers(headers),
     )
     assert r.status_code == 400
-    assert "more than one DPoP header" in r.json()["detail"]
+    assert "more than one DPoP header" in r.json()["error_description"]
 
 
 def test_metadata_names_the_dpop_algorithms(http: TestClient) -> None:
@@ -317,7 +320,8 @@ def test_expired_replay_entries_are_purged(http: TestClient, world: World) -> No
 def test_token_endpoint_demands_a_nonce_and_accepts_its_own(http: TestClient, world: World) -> None:
     r = token_response(http, world, dpop=proof("POST", TOKEN_URL))
     assert r.status_code == 400
-    assert r.json()["error"] == "use_dpop_nonce"
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "use_dpop_nonce", "error_description": "DPoP nonce required"}
     assert r.headers["cache-control"] == "no-store"
     nonce = r.headers["dpop-nonce"]
     ok = token_response(http, world, dpop=proof("POST", TOKEN_URL, nonce=nonce))
@@ -330,7 +334,7 @@ def test_stale_or_forged_nonce_gets_a_fresh_one(http: TestClient, world: World) 
     state = http.app.state  # type: ignore[attr-defined]
     r = token_response(http, world, dpop=proof("POST", TOKEN_URL, nonce="forged"))
     assert r.json()["error"] == "use_dpop_nonce"
-    assert "expired or unknown" in r.json()["detail"]
+    assert "expired or unknown" in r.json()["error_description"]
     stale = state.dpop.nonces.issue(time.time() - 120)
     r = token_response(http, world, dpop=proof("POST", TOKEN_URL, nonce=stale))
     assert r.json()["error"] == "use_dpop_nonce"

@@ -21,9 +21,10 @@ from hub.auth.keys import SigningKeys
 from hub.auth.routes import router
 from hub.auth.scopes import SCOPES
 from hub.auth.secrets import hash_secret, new_client_secret
+from hub.auth.server import error_response
 from hub.auth.tokens import build_token_validator
 from hub.db import Base, make_engine, make_session_factory, unit_of_work
-from hub.errors import HubError
+from hub.errors import HubError, InvalidGrant
 from hub.partners.models import OAuthClient, Partner
 from hub.settings import Settings
 
@@ -119,8 +120,9 @@ def jwt_form(assertion: str, **extra: str) -> dict[str, str]:
 
 def assert_invalid_client(response: httpx.Response, detail: str) -> None:
     assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] == "invalid_client"
-    assert detail in response.json()["detail"]
+    assert detail in response.json()["error_description"]
     assert response.headers["www-authenticate"] == 'Basic realm="talent-hub"'
     assert response.headers["cache-control"] == "no-store"
 
@@ -264,6 +266,74 @@ def test_metadata_describes_the_server(http: TestClient) -> None:
     }
     assert "RS256" not in doc["token_endpoint_auth_signing_alg_values_supported"]
     assert doc["scopes_supported"] == list(SCOPES)
+    assert doc["response_types_supported"] == ["token"]
+
+
+def test_metadata_passes_authlibs_rfc8414_validation(http: TestClient) -> None:
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+    doc = http.get("/.well-known/oauth-authorization-server").json()
+    AuthorizationServerMetadata(doc).validate()  # raises on a missing or malformed member
+
+
+REFUSALS = {
+    "form as JSON": lambda w: {"json": {"grant_type": "client_credentials"}},
+    "repeated parameter": lambda w: {
+        "content": "grant_type=client_credentials&grant_type=client_credentials",
+        "headers": w.basic(),
+    },
+    "no grant_type": lambda w: {"data": {}, "headers": w.basic()},
+    "password grant": lambda w: {"data": {"grant_type": "password"}, "headers": w.basic()},
+    "scope beyond the client's": lambda w: {
+        "data": {"grant_type": "client_credentials", "scope": "status:write"},
+        "headers": w.basic(),
+    },
+    "unknown client": lambda w: {
+        "data": {"grant_type": "client_credentials"},
+        "headers": w.basic("nobody"),
+    },
+    "client_secret_post": lambda w: {
+        "data": {"grant_type": "client_credentials", "client_id": "basic", "client_secret": "x"}
+    },
+    "bad assertion": lambda w: {"data": jwt_form("not-a-jwt")},
+}
+EXPECTED = {
+    "form as JSON": (400, "invalid_request"),
+    "repeated parameter": (400, "invalid_request"),
+    "no grant_type": (400, "invalid_request"),
+    "password grant": (400, "unsupported_grant_type"),
+    "scope beyond the client's": (400, "invalid_scope"),
+    "unknown client": (401, "invalid_client"),
+    "client_secret_post": (401, "invalid_client"),
+    "bad assertion": (401, "invalid_client"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_every_refusal_is_an_rfc6749_error_document(
+    http: TestClient, world: World, case: str
+) -> None:
+    r = http.post("/oauth/token", **REFUSALS[case](world))
+    status, error = EXPECTED[case]
+    assert (r.status_code, r.json().get("error")) == (status, error), r.text
+    # RFC 6749 §5.2: application/json with error and error_description, not RFC 9457.
+    assert r.headers["content-type"] == "application/json"
+    assert set(r.json()) == {"error", "error_description"}
+    assert r.json()["error_description"]
+    assert r.headers["cache-control"] == "no-store"
+    assert ("www-authenticate" in r.headers) == (status == 401)
+
+
+def test_error_description_keeps_to_the_characters_rfc6749_allows() -> None:
+    body = error_response(InvalidGrant('scope "x\\y" für dich', error="invalid_scope"))
+    assert body == {"error": "invalid_scope", "error_description": "scope 'x?y' f?r dich"}
+
+
+def test_openapi_describes_token_errors_as_json(http: TestClient) -> None:
+    responses = http.app.openapi()["paths"]["/oauth/token"]["post"]["responses"]  # type: ignore[attr-defined]
+    for status in ("400", "401"):
+        assert list(responses[status]["content"]) == ["application/json"]
+        assert responses[status]["content"]["application/json"]["schema"]["required"] == ["error"]
 
 
 def test_jwks_publishes_the_signing_key_without_private_parts(
