@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from connectors.egress import DEVELOPMENT, EgressRefused, check_url
 
 SECRET_SCHEMES = ("env:", "file:", "value:")
+#: What a push delivery cannot do without: where to post, how to get a token, how to sign.
+PUSH_NEEDS = ("endpoint_url", "token_endpoint", "client_id", "credential_ref", "signing_secret_ref")
 
 
 class ConnectorConfig(BaseModel):
@@ -52,13 +55,19 @@ class ConnectorConfig(BaseModel):
         return url
 
     @model_validator(mode="after")
-    def _push_needs_endpoint(self) -> ConnectorConfig:
-        if self.mode == "push" and not self.endpoint_url:
-            raise ValueError("push mode needs endpoint_url")
+    def _push_is_complete(self) -> ConnectorConfig:
         for name in ("credential_ref", "signing_secret_ref"):
             ref = getattr(self, name)
             if ref is not None and not ref.startswith(SECRET_SCHEMES):
                 raise ValueError(f"{name} must start with env:, file: or value:")
+        # Without any of these every delivery would fail and be retried as transient forever.
+        missing = [name for name in PUSH_NEEDS if self.mode == "push" and not getattr(self, name)]
+        if missing:
+            raise PydanticCustomError(
+                "push_incomplete",
+                "push mode needs {missing}",
+                {"missing": ", ".join(missing)},
+            )
         return self
 
 

@@ -338,6 +338,10 @@ def partners_connect(partner_id: str, **options: str | None) -> None:
             )
             click.echo(json.dumps({"partner_id": partner.id, "connector": partner.connector}))
     except HubError as exc:
+        if missing := exc.extensions.get("missing"):
+            flags = {p.name: p.opts[0] for p in click.get_current_context().command.params}
+            needed = ", ".join(flags.get(name, name) for name in missing)
+            raise click.ClickException(f"push mode needs {needed} (or --mode pull)") from exc
         raise click.ClickException(exc.detail) from exc
     click.echo("restart the delivery consumers (hub up, hub consume delivery) to apply", err=True)
 

@@ -177,6 +177,9 @@ def connect_partner(
         checked = ConnectorConfig.model_validate(config)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "push_incomplete":
+            missing = first.get("ctx", {})["missing"].split(", ")
+            raise InvalidInput(first["msg"], field="connector", missing=missing) from exc
         field = ".".join(str(p) for p in first["loc"]) or "connector"
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from exc
     if egress is not None:

@@ -98,7 +98,19 @@ def test_no_docs_in_production(hub_and_partners: Any) -> None:
 
 def test_connect_partner_checks_urls_against_the_profile(hub_and_partners: Any) -> None:
     hub = hub_and_partners[0]
-    sim = {"mode": "push", "endpoint_url": "http://127.0.0.1:9/webhook"}
+    public = {
+        "mode": "push",
+        "endpoint_url": "https://93.184.215.14/hook",
+        "token_endpoint": "https://93.184.215.14/token",
+        "client_id": "talent-hub",
+        "credential_ref": "env:UDE_CLIENT_SECRET",
+        "signing_secret_ref": "env:UDE_SIGNING_SECRET",
+    }
+    sim = {
+        **public,
+        "endpoint_url": "http://127.0.0.1:9/webhook",
+        "token_endpoint": "http://127.0.0.1:9/token",
+    }
     with unit_of_work(hub.session_factory) as session:
         connect_partner(session, partner_id="ude", config=sim)  # development: simulators
         for field, url in (
@@ -107,17 +119,12 @@ def test_connect_partner_checks_urls_against_the_profile(hub_and_partners: Any) 
             ("token_endpoint", "https://169.254.169.254/token"),
             ("token_endpoint", "https://[::ffff:10.0.0.1]/token"),
         ):
-            config = {"mode": "push", "endpoint_url": "https://93.184.215.14/hook", field: url}
+            config = {**public, field: url}
             with pytest.raises(InvalidInput) as refused:
                 connect_partner(session, partner_id="ude", config=config, egress=PRODUCTION)
             problem = refused.value.to_problem()
             assert problem["status"] == 422 and problem["field"] == field, problem
-        connect_partner(
-            session,
-            partner_id="ude",
-            config={"mode": "push", "endpoint_url": "https://93.184.215.14/hook"},
-            egress=PRODUCTION,
-        )
+        connect_partner(session, partner_id="ude", config=public, egress=PRODUCTION)
     with hub.session_factory() as session:
         partner = session.get(Partner, "ude")
         assert (

@@ -360,13 +360,27 @@ def test_switch_between_push_and_pull(browser: TestClient, ops_hub: Any) -> None
     with ops_hub.session_factory() as session:
         assert session.get(Partner, "ude").delivery_mode == "pull"
 
-    pushed = browser.post(
+    incomplete = browser.post(
         "/staff/partners/ude/mode",
         data={
             "csrf_token": token,
             "mode": "push",
             "endpoint_url": "https://ude.example/hook",
             "credential_ref": "env:UDE_SECRET",
+        },
+    )
+    assert incomplete.status_code == 422
+    assert "push mode needs token_endpoint, client_id, signing_secret_ref" in incomplete.text
+    pushed = browser.post(
+        "/staff/partners/ude/mode",
+        data={
+            "csrf_token": token,
+            "mode": "push",
+            "endpoint_url": "https://ude.example/hook",
+            "token_endpoint": "https://ude.example/oauth/token",
+            "client_id": "talent-hub",
+            "credential_ref": "env:UDE_SECRET",
+            "signing_secret_ref": "env:UDE_SIGNING_SECRET",
         },
         follow_redirects=False,
     )
@@ -381,7 +395,13 @@ def test_switch_between_push_and_pull(browser: TestClient, ops_hub: Any) -> None
         assert ude.connector["endpoint_url"] == "https://ude.example/hook", "kept for later"
     changes = [a[2] for a in audit_actions(ops_hub) if a[1] == "staff.partner_mode_changed"]
     assert [c["mode"] for c in changes] == ["push", "pull"]
-    assert changes[0]["fields"] == ["credential_ref", "endpoint_url"]
+    assert changes[0]["fields"] == [
+        "client_id",
+        "credential_ref",
+        "endpoint_url",
+        "signing_secret_ref",
+        "token_endpoint",
+    ]
     assert "UDE_SECRET" not in json.dumps(changes)
 
 
