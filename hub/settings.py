@@ -22,6 +22,11 @@ class ExternalIssuer(BaseModel):
     audience: str | None = None
     partner_claim: str = "azp"
     algorithms: list[str] = Field(default_factory=lambda: ["ES256", "PS256", "RS256"])
+    # Trusting an IdP's signature is not trusting it for every partner: a token naming a
+    # partner missing here is refused. Empty (the default) lets it speak for none.
+    partners: list[str] = Field(
+        default_factory=list, description="Ids of the partners this issuer's tokens may name."
+    )
 
 
 class Settings(BaseSettings):

@@ -103,6 +103,7 @@ class AuthCache:
         self._tokens: dict[bytes, tuple[Any, float, float]] = {}
         self._partners: dict[str, tuple[Partner | None, float]] = {}
         self._clients: dict[str, tuple[bool, float]] = {}
+        self._scopes: dict[str, tuple[frozenset[str], float]] = {}
         _LIVE.add(self)
         weakref.finalize(self, self._stop.set)
 
@@ -168,6 +169,10 @@ class AuthCache:
         could only come from whoever holds our signing key, and this would not stop them."""
         return self._cached(self._clients, client_id, self._load_client)
 
+    def partner_scopes(self, partner_id: str) -> frozenset[str]:
+        """The scopes registered for the partner: those of its clients not revoked."""
+        return self._cached(self._scopes, partner_id, self._load_scopes)
+
     def _cached(self, table: dict[str, tuple[T, float]], key: str, load: Callable[[str], T]) -> T:
         start = self._monotonic()
         with self._lock:
@@ -196,6 +201,15 @@ class AuthCache:
             )
             return revoked is None
 
+    def _load_scopes(self, partner_id: str) -> frozenset[str]:
+        with self._factory() as session:
+            rows = session.scalars(
+                select(OAuthClient.scopes).where(
+                    OAuthClient.partner_id == partner_id, OAuthClient.revoked_at.is_(None)
+                )
+            )
+            return frozenset(scope for row in rows for scope in row.split())
+
     def _max_age(self) -> float:
         return NOTIFIED_MAX_AGE_SECONDS if self._listening else self._unnotified
 
@@ -209,8 +223,12 @@ class AuthCache:
             self._generation += 1
             for partner_id in partners:
                 self._partners.pop(partner_id, None)
-            for client_id in clients:
+                self._scopes.pop(partner_id, None)
+            client_ids = list(clients)
+            for client_id in client_ids:
                 self._clients.pop(client_id, None)
+            if client_ids:  # a revoked client may take scopes from its partner's registration
+                self._scopes.clear()
             if keys:
                 self._tokens.clear()
                 self.keys_changed += 1
@@ -223,6 +241,7 @@ class AuthCache:
             self._tokens.clear()
             self._partners.clear()
             self._clients.clear()
+            self._scopes.clear()
 
     def _on_notify(self, payload: str) -> None:
         try:

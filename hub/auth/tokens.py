@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -23,6 +24,8 @@ from hub.auth.keys import ALG, SigningKeys
 from hub.errors import InsufficientScope, Unauthenticated
 from hub.partners.models import OAuthClient
 from hub.settings import ExternalIssuer, Settings
+
+log = logging.getLogger(__name__)
 
 # RFC 9068 §4: the typ header keeps ID tokens and other JWTs from passing as access tokens.
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
@@ -149,6 +152,8 @@ class _Trust:
     audience: str
     partner_claim: str
     client_claims: tuple[str, ...]
+    # The partners an external issuer may name; None for the hub itself (its own clients).
+    partners: frozenset[str] | None = None
 
 
 class TokenValidator:
@@ -164,6 +169,7 @@ class TokenValidator:
         clock: Callable[[], float] = time.time,
         client_active: Callable[[str], bool] | None = None,
         cache: AuthCache | None = None,
+        partner_scopes: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self._skew = settings.clock_skew_seconds
         self.cache = cache
@@ -171,6 +177,9 @@ class TokenValidator:
         self._partner_active = partner_active
         # Our own tokens name one of our OAuth clients: a revoked client loses them at once.
         self._client_active = client_active
+        # What a partner is registered for bounds what an external issuer may grant it;
+        # without a source of registrations an external token grants nothing.
+        self._partner_scopes = partner_scopes or (lambda partner_id: frozenset())
         self._clock = clock
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=JWKS_FETCH_TIMEOUT_SECONDS)
@@ -187,6 +196,8 @@ class TokenValidator:
         self._local = local
 
     def _external(self, issuer: ExternalIssuer, settings: Settings) -> _Trust:
+        if not issuer.partners:
+            log.warning("auth.external_issuer_without_partners", extra={"issuer": issuer.issuer})
         return _Trust(
             issuer=issuer.issuer,
             # "none" and HMAC would let anyone who reads the public JWKS mint tokens.
@@ -199,6 +210,7 @@ class TokenValidator:
             audience=issuer.audience or settings.api_audience,
             partner_claim=issuer.partner_claim,
             client_claims=("client_id", "azp", "sub"),
+            partners=frozenset(issuer.partners),
         )
 
     def close(self) -> None:
@@ -220,8 +232,12 @@ class TokenValidator:
             principal = self._verified(token)
         if not self._partner_active(principal.partner_id):
             raise invalid_token("token partner unknown or inactive")
-        client_active = self._client_active if principal.issuer == self._local.issuer else None
-        if client_active is not None and not client_active(principal.client_id):
+        if principal.issuer != self._local.issuer:
+            # Our own tokens carry only scopes the client was registered for (server.py);
+            # another issuer's are cut down to what the partner is registered for here.
+            granted = principal.scopes & self._partner_scopes(principal.partner_id)
+            return replace(principal, scopes=granted)
+        if self._client_active is not None and not self._client_active(principal.client_id):
             raise invalid_token("token client revoked")
         return principal
 
@@ -241,6 +257,9 @@ class TokenValidator:
         _verify(signed, trust, header)
         _check_claims(claims, trust.audience, self._clock(), self._skew)
         principal = _principal(claims, trust)
+        if trust.partners is not None and principal.partner_id not in trust.partners:
+            # The partner id is the issuer's claim: not echoed into a header or log line.
+            raise invalid_token("token issuer may not speak for the partner it names")
         if self.cache is not None:
             # Until exp, not exp + skew: the cache never accepts what a fresh check would not.
             exp = _number(claims, "exp")
@@ -406,6 +425,7 @@ def build_token_validator(
         clock=clock,
         client_active=cache.client_active,
         cache=cache,
+        partner_scopes=cache.partner_scopes,
     )
 
 

@@ -303,7 +303,7 @@ def external(idp: IdP, tmp_path: Path) -> TokenValidator:
     settings = Settings(
         data_dir=tmp_path,
         issuer=ISSUER,
-        external_issuers=[ExternalIssuer(issuer=IDP, jwks_url=f"{IDP}/jwks")],
+        external_issuers=[ExternalIssuer(issuer=IDP, jwks_url=f"{IDP}/jwks", partners=["ude"])],
     )
     return TokenValidator(
         settings=settings,

@@ -183,7 +183,7 @@ class Env:
 def env(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One hub per database for the whole module; it also trusts an external IdP (the
     city's), whose JWKS a mock transport serves and which records every key fetch."""
-    idp = ExternalIssuer(issuer=IDP, jwks_url=IDP_JWKS, algorithms=["ES256"])
+    idp = ExternalIssuer(issuer=IDP, jwks_url=IDP_JWKS, algorithms=["ES256"], partners=["ude"])
     data_dir = tmp_path_factory.mktemp("jwt")
     hub, partners = make_hub(
         module_database_url, data_dir, external_issuers=[idp], **NO_RATE_LIMITS

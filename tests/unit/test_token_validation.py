@@ -90,14 +90,30 @@ def idp() -> IdP:
 
 @pytest.fixture
 def validator(idp: IdP, tmp_path: Any) -> TokenValidator:
-    issuers = [ExternalIssuer(issuer=IDP, jwks_url=f"{IDP}/jwks", algorithms=["RS256", "HS256"])]
+    issuers = [
+        ExternalIssuer(
+            issuer=IDP,
+            jwks_url=f"{IDP}/jwks",
+            algorithms=["RS256", "HS256"],
+            partners=["ude", "ude-lab", "gone"],
+        )
+    ]
     settings = Settings(data_dir=tmp_path, issuer=ISSUER, external_issuers=issuers)
     return TokenValidator(
         settings=settings,
         local_jwks=lambda: {"keys": [OURS.as_dict(private=False)]},
-        partner_active=lambda partner_id: partner_id == "ude",
+        partner_active=lambda partner_id: partner_id in ("ude", "ude-lab", "amt"),
         http=httpx.Client(transport=httpx.MockTransport(idp.handle)),
+        partner_scopes=REGISTERED.__getitem__,
     )
+
+
+#: The scopes each partner is registered for (its OAuth clients' scopes).
+REGISTERED = {
+    "ude": frozenset({"referrals:read", "referrals:write"}),
+    "ude-lab": frozenset({"referrals:read"}),
+    "amt": frozenset({"referrals:read", "inbox:read"}),
+}
 
 
 def rejected(validator: TokenValidator, token: str) -> str:
@@ -188,7 +204,36 @@ def test_external_issuer_token_maps_azp_to_partner(validator: TokenValidator, id
 
 
 def test_external_token_of_unknown_partner_is_rejected(validator: TokenValidator) -> None:
-    assert "partner unknown" in rejected(validator, idp_token(azp="nobody"))
+    assert "partner unknown" in rejected(validator, idp_token(azp="gone"))
+    assert "may not speak for" in rejected(validator, idp_token(azp="nobody"))
+
+
+def test_external_issuer_may_name_only_its_partners(validator: TokenValidator) -> None:
+    # amt is an active partner, but the IdP is trusted for ude and ude-lab only.
+    assert "may not speak for the partner" in rejected(validator, idp_token(azp="amt"))
+    assert validator.validate(idp_token(azp="ude-lab")).partner_id == "ude-lab"
+
+
+def test_external_token_scopes_are_bounded_by_the_partners_registration(
+    validator: TokenValidator,
+) -> None:
+    token = idp_token(azp="ude-lab", scp=["referrals:read", "consent:read", "inbox:read"])
+    principal = validator.validate(token)
+    assert principal.scopes == {"referrals:read"}
+    with pytest.raises(InsufficientScope, match="consent:read"):
+        principal.require("consent:read")
+
+
+def test_issuer_without_partners_speaks_for_none(idp: IdP, tmp_path: Any) -> None:
+    issuers = [ExternalIssuer(issuer=IDP, jwks_url=f"{IDP}/jwks", algorithms=["RS256"])]
+    validator = TokenValidator(
+        settings=Settings(data_dir=tmp_path, issuer=ISSUER, external_issuers=issuers),
+        local_jwks=lambda: {"keys": []},
+        partner_active=lambda partner_id: True,
+        http=httpx.Client(transport=httpx.MockTransport(idp.handle)),
+        partner_scopes=REGISTERED.__getitem__,
+    )
+    assert "may not speak for" in rejected(validator, idp_token())
 
 
 def test_external_issuer_cannot_use_hmac(validator: TokenValidator) -> None:
