@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hub.audit.service import record as audit
 from hub.crypto.errors import PersonErased
@@ -144,7 +145,31 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
         "detail": str(exc.detail),
         "instance": request.url.path,
     }
-    return problem_response(doc, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(doc, headers or None)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (RFC 9110 §15.5.6).
+
+    Starlette's 405 names the methods of the first route matching the path only, so
+    ``GET /v1/referrals`` and ``POST /v1/referrals`` would each hide the other. Each method
+    is tried against the app's routes as the router itself would (included routers too).
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
