@@ -38,6 +38,8 @@ WORKER_APP = "hub.gateway:worker_app"
 DRAIN_SECONDS = 5.0
 #: After a stop signal, a request already sent on an open connection has this long to be read.
 UNREAD_REQUEST_SECONDS = 0.5
+#: Seconds a connection has to send a request's headers, unless configured otherwise.
+DEFAULT_HEADER_TIMEOUT = 10.0
 
 
 def workers(settings: Settings) -> int:
@@ -80,9 +82,17 @@ def listen(settings: Settings) -> socket.socket:
     return sock
 
 
+class GatewayConfig(uvicorn.Config):
+    """uvicorn's configuration plus how long a connection may take to send its headers."""
+
+    def __init__(self, app: Any, *, header_timeout: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.header_timeout = header_timeout
+
+
 def server(app: FastAPI, settings: Settings, **options: Any) -> uvicorn.Server:
     """A uvicorn server for ``app`` that answers the requests in flight when told to stop."""
-    return DrainingServer(uvicorn.Config(app, **_config(settings, options)))
+    return DrainingServer(GatewayConfig(app, **_config(settings, options)))
 
 
 def serve(
@@ -104,7 +114,7 @@ def serve(
             sys.exit(STARTUP_FAILURE)  # uvicorn has said why
         return
     os.environ.update(worker_environment(settings))
-    config = uvicorn.Config(WORKER_APP, factory=True, workers=count, **_config(settings, options))
+    config = GatewayConfig(WORKER_APP, factory=True, workers=count, **_config(settings, options))
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[sock]).run()
 
@@ -116,6 +126,11 @@ def _config(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
         "log_level": "warning",
         "http": DrainingHttp,
         "timeout_graceful_shutdown": DRAIN_SECONDS,
+        "header_timeout": settings.http_header_timeout_seconds,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS):
+        # any local process could then pose as any address to the per-address limits.
+        "proxy_headers": settings.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": settings.forwarded_allow_ips or "",
         **options,
     }
 
@@ -159,14 +174,60 @@ def _accept_waiting(sock: socket.socket) -> list[socket.socket]:
 
 
 class DrainingHttp(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, except that a stop signal no longer drops requests sent.
+    """uvicorn's HTTP/1.1 protocol, except that a stop signal no longer drops requests sent,
+    and a connection that is slow to send its headers is closed.
 
     On a stop signal uvicorn closes every connection that has no request in progress. A
     connection the event loop had accepted but whose request it had not read yet, because
     it was busy with others, counted as one without: it was closed with the request unread
     and the kernel answered the client with a reset (19 of a burst of 20 concurrent POSTs).
     Such a connection now gets a moment for its request to be read; that request is
-    answered, then the connection is closed."""
+    answered, then the connection is closed.
+
+    uvicorn has no timeout for reading a request's headers (0.55): a client that opens
+    connections and sends a header byte now and then would hold each one for ever, until
+    the process runs out of them (slowloris). From the connection's start, and from the
+    first byte of each further request on it, the headers must be complete within
+    ``header_timeout``."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._header_timeout = getattr(config, "header_timeout", DEFAULT_HEADER_TIMEOUT)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request's headers."""
+        super().connection_made(transport)
+        self._await_headers()
+
+    def on_message_begin(self) -> None:
+        """Start the clock for a further request's headers."""
+        super().on_message_begin()
+        self._await_headers()
+
+    def on_headers_complete(self) -> None:
+        """Stop the clock: the request is read as uvicorn reads it."""
+        self._headers_arrived()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the clock with the connection."""
+        self._headers_arrived()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._header_timeout, self._too_slow)
+
+    def _headers_arrived(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def shutdown(self) -> None:
         """Close the connection once its request, if one was sent, is answered."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Literal
@@ -88,6 +89,17 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Gateway worker processes; unset: one per core on PostgreSQL, 1 on SQLite.",
+    )
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description="Proxies (addresses, networks or *) whose X-Forwarded-For/-Proto the "
+        "gateway believes; unset: none, the peer address is the client's.",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A connection that sends no complete headers this long is closed.",
     )
 
     master_keys: dict[str, str] = Field(
@@ -199,6 +211,20 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # uvicorn takes a malformed entry as a literal host name that never matches: say so now.
+        for entry in value.split(","):
+            if entry.strip() != "*":
+                try:
+                    ipaddress.ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"not an address or network: {entry.strip()!r}") from None
+        return value
 
     @field_validator("external_issuers", mode="before")
     @classmethod
