@@ -31,7 +31,8 @@ Talent Hub exchanges referrals and status messages between the Amt für Integrat
 Einwanderungsservice, the Universität Duisburg-Essen, the chambers and the Jobcenter.
 
 Authenticate with OAuth 2.0 client credentials at `/oauth/token`; send the access token as
-`Authorization: Bearer …`. Errors are RFC 9457 problem documents.
+`Authorization: Bearer …`. Errors of the API are RFC 9457 problem documents; errors of
+`/oauth/token` are RFC 6749 §5.2 JSON (`error`, `error_description`).
 """
 
 
