@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from pydantic import ValidationError
 
 from connectors.config import ConnectorConfig, resolve_secret
 from connectors.egress import EgressPolicy
@@ -16,6 +19,8 @@ from consumers.runner import ConsumerRunner, Handler, until_database_answers
 from hub.bootstrap import Hub
 from hub.kafka.client import make_consumer, make_producer
 from hub.partners.service import partner_ids, push_partners
+
+log = logging.getLogger(__name__)
 
 NAMES = ("router", "timeline", "inbox", "deadlines")
 
@@ -73,13 +78,25 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
 
 
 def build_delivery_runners(hub: Hub) -> list[DeliveryRunner]:
-    """One push-delivery runner per partner in push mode, in group ``hub.delivery.<partner>``."""
+    """One push-delivery runner per partner in push mode, in group ``hub.delivery.<partner>``.
+
+    A partner whose stored settings could never deliver (stored before they were checked, or
+    edited by hand) gets no runner and an error in the log: its deliveries wait on its topic,
+    nothing is lost, until ``hub partners connect`` fixes them and the process restarts. The
+    other partners are not held up by it.
+    """
     with hub.session_factory() as session:
-        partners = [
-            (p.id, p.kind, ConnectorConfig.model_validate(p.connector))
-            for p in push_partners(session)
-        ]
-    return [_delivery_runner(hub, pid, kind, config) for pid, kind, config in partners]
+        stored = [(p.id, p.kind, p.connector) for p in push_partners(session)]
+    runners = []
+    for pid, kind, connector in stored:
+        try:
+            config = ConnectorConfig.model_validate(connector)
+        except ValidationError as exc:
+            problems = "; ".join(str(e["msg"]) for e in exc.errors())
+            log.error("delivery.partner_not_started", extra={"partner": pid, "error": problems})
+            continue
+        runners.append(_delivery_runner(hub, pid, kind, config))
+    return runners
 
 
 def delivery_runners_when_ready(hub: Hub, stop: threading.Event) -> list[DeliveryRunner]:

@@ -101,3 +101,30 @@ def test_the_service_refuses_with_a_problem_naming_the_missing_fields(hub: Any) 
     assert problem["detail"] == (
         "push mode needs token_endpoint, credential_ref, signing_secret_ref"
     )
+
+
+def test_a_stored_push_config_that_could_never_deliver_starts_no_runner_and_stops_no_other(
+    hub: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from consumers.registry import build_delivery_runners
+
+    complete = {
+        "mode": "push",
+        "endpoint_url": "https://hwk.example/webhook",
+        "token_endpoint": "https://hwk.example/oauth/token",
+        "client_id": "talent-hub",
+        "credential_ref": "value:secret",
+        "signing_secret_ref": "value:signing",
+    }
+    with unit_of_work(hub.session_factory) as session:
+        for pid, connector in (
+            ("hwk", complete),
+            # Stored before push settings were checked: no token endpoint, no credentials.
+            ("ihk-fosa", {"mode": "push", "endpoint_url": "https://ihk.example/webhook"}),
+        ):
+            partner = session.get(Partner, pid)
+            partner.delivery_mode, partner.connector = "push", connector
+    runners = build_delivery_runners(hub)
+    assert [r.name for r in runners] == ["delivery.hwk"]
+    [refused] = [r for r in caplog.records if r.msg == "delivery.partner_not_started"]
+    assert refused.levelname == "ERROR" and refused.partner == "ihk-fosa"  # type: ignore[attr-defined]
