@@ -6,12 +6,16 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
 from hub.api.problems import PROBLEM_RESPONSES
 from hub.consent import service, withdrawal
 from hub.consent.models import Consent
+from hub.errors import NotFound
 from hub.partners.models import Partner
+from hub.referrals.models import Referral
 from schemas.messages import ConsentCreate, ConsentView
 
 router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
@@ -43,8 +47,11 @@ def list_consents(
     session: SessionDep,
     partner: Annotated[Partner, Depends(caller("consent:read"))],
 ) -> list[ConsentView]:
-    """Consents you recorded or that cover you, withdrawn ones included."""
+    """Consents you recorded or that cover you, withdrawn ones included; 404 for a person you
+    have neither a consent nor a referral with, exactly as for one that does not exist."""
     consents = service.visible_to(session, person_id=person_id, viewer=partner.id)
+    if not consents and not _takes_part(session, person_id=person_id, partner_id=partner.id):
+        raise NotFound(f"no person {person_id} in your referrals or consents")
     audit_read(session, request, partner.id, [(c.person_id, None) for c in consents])
     return [view_of(c) for c in consents]
 
@@ -63,6 +70,14 @@ def withdraw_consent(
         session, consent_id=str(consent_id), by=partner.id, policy=policy
     )
     return view_of(withdrawn)
+
+
+def _takes_part(session: Session, *, person_id: str, partner_id: str) -> bool:
+    stmt = select(Referral.id).where(
+        Referral.person_id == person_id,
+        or_(Referral.requester_id == partner_id, Referral.performer_id == partner_id),
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
 
 
 def view_of(consent: Consent) -> ConsentView:
