@@ -1,7 +1,7 @@
 """Applying the rate limits at the gateway: token endpoint, partner API and person lookups.
 
 - ``/oauth/token``: a source address with too many failed requests gets 429 before anything
-  else (behind a load balancer uvicorn must see the client's address: ``FORWARDED_ALLOW_IPS``);
+  else (behind a load balancer uvicorn must see the client's address: ``HUB_FORWARDED_ALLOW_IPS``);
   a client id gets at most ``rate_limit_token_per_minute`` tokens (only successful requests
   count, so nobody can use up another client's allowance by guessing its id).
 - ``/v1/…``: each partner's calls are counted once its token is validated (``MeteredValidator``

@@ -49,6 +49,8 @@ READS = {
     "/v1/people/{person_id}/timeline": "timeline",
     "/v1/people/{person_id}/consents": "consents",
 }
+
+
 def export_person(
     session: Session,
     *,
