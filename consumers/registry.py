@@ -65,6 +65,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
         name=name,
         handler=_handler(name),
         mark_as=inbox.mark_as if name == "inbox" else None,
+        wants=router.wants if name == "router" else None,
         topics=_topics(name, hub),
         session_factory=hub.session_factory,
         settings=settings,

@@ -18,13 +18,14 @@ from __future__ import annotations
 from consumers.runner import Context, Event
 from hub.routing import erasure
 from hub.routing import service as routing
+from hub.routing.applies import router_applies
 from schemas.cloudevents import EventType
 
-ROUTED_TYPES = {
-    EventType.REFERRAL_REQUESTED,
-    EventType.REFERRAL_STATUS_CHANGED,
-    EventType.PERSON_ERASED,
-}
+
+def wants(event: Event) -> bool:
+    """The router's work: referral events and erasures not routed at acceptance. The runner
+    passes every other event by without a transaction (and marks none of them)."""
+    return router_applies(event.attrs.type, event.attrs.extensions)
 
 
 def recipients(event: Event) -> list[str]:
@@ -36,7 +37,7 @@ def recipients(event: Event) -> list[str]:
 
 def handle(event: Event, ctx: Context) -> None:
     """Stage one minimised copy per recipient in the outbox, or hold it with the reason."""
-    if event.attrs.type not in ROUTED_TYPES or routing.routed_at_acceptance(event.attrs):
+    if not wants(event):
         return
     if event.attrs.type == EventType.PERSON_ERASED:
         for partner_id in recipients(event):

@@ -94,8 +94,13 @@ class ConsumerRunner:
         consumer_factory: Callable[[list[str], Any], Any],
         producer_factory: Callable[[], Any],
         mark_as: Callable[[Event], str] | None = None,
+        wants: Callable[[Event], bool] | None = None,
     ) -> None:
         self.name = name
+        #: Events the handler has no work on are passed by: not handled, not marked, and a
+        #: poll of nothing else costs no transaction (the router and events routed at
+        #: acceptance). Settlement must not wait for this consumer's mark on them.
+        self._wants = wants
         #: The name an applied event is recorded under in the consumer inbox: the runner's,
         #: unless one event is applied once per something else (the inbox: per recipient).
         self._mark_as = mark_as or (lambda _event: name)
@@ -153,6 +158,9 @@ class ConsumerRunner:
         Every partition of the poll in one transaction (one NOTIFY to the relay, one offset
         commit) is what keeps a six-partition topic from costing six of each per poll."""
         records = [record for records in batch.values() for record in records]
+        if records and self._nothing_wanted(records):
+            telemetry.metrics().events_consumed.add(len(records), {"consumer": self.name})
+            return {tp: int(polled[-1].offset) + 1 for tp, polled in batch.items() if polled}
         if len(records) > 1 and len(batch) > 1 and self._apply_together(records):
             return {tp: int(records[-1].offset) + 1 for tp, records in batch.items()}
         done = {}
@@ -161,6 +169,18 @@ class ConsumerRunner:
             if last is not None:
                 done[tp] = int(last) + 1
         return done
+
+    def _nothing_wanted(self, records: list[Any]) -> bool:
+        """True when the handler has work on none of the records (all of them decode)."""
+        if self._wants is None:
+            return False
+        try:
+            return not any(self._wants(decode(record)) for record in records)
+        except POISON:
+            return False  # the record-by-record path dead-letters it
+
+    def _passed_by(self, event: Event) -> bool:
+        return self._wants is not None and not self._wants(event)
 
     def _apply_all(self, records: list[Any], stop: threading.Event) -> int | None:
         """Apply a partition's polled records; the offset of the last one applied."""
@@ -193,7 +213,7 @@ class ConsumerRunner:
                     done |= {(mark, i) for i in processed_among(session, consumer=mark, ids=ids)}
                 context = Context(session, self._settings, self._catalogue, self._policy)
                 for record, event, mark in zip(records, events, marks, strict=True):
-                    if (mark, event.attrs.id) in done:
+                    if (mark, event.attrs.id) in done or self._passed_by(event):
                         continue
                     with consume_span(record, group=self.name):
                         self._handler(event, context)
@@ -223,6 +243,8 @@ class ConsumerRunner:
         while not stop.is_set():
             try:
                 event = decode(record)
+                if self._passed_by(event):
+                    return True
                 mark = self._mark_as(event)
                 with unit_of_work(self._sessions) as session:
                     if not already_processed(session, consumer=mark, event_id=event.attrs.id):

@@ -19,7 +19,9 @@ never happens; only the settling runs, on the few rows of the last seconds.
 
 Which groups must apply a row follows from its topic:
 
-- the events topic: the router, the timeline and the deadline consumers, each of them;
+- the events topic: the timeline and the deadline consumers, each of them, and the router
+  for the events it applies (hub.routing.applies: not those routed at acceptance, nor
+  events it never routes);
 - a partner's deliveries topic: that partner's inbox (pull) or its push delivery, either;
 - every other topic (checkpoints, the epoch): none, so it settles once published. A dead
   letter is not settled by the consumer that gave up on it (it marks nothing): it stays
@@ -40,10 +42,14 @@ from hub.db import unit_of_work, utcnow
 from hub.deliveries.service import consumer_name
 from hub.events.models import ProcessedEvent
 from hub.inbox.service import consumer_name as inbox_consumer_name
+from hub.kafka.cloudevents import PREFIX
 from hub.outbox.models import BrokerEpoch, OutboxEvent
+from hub.routing.applies import router_applies
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+TYPE = PREFIX + "type"
 
 #: The consumer groups (their names in processed_events) that apply every event.
 EVENT_CONSUMERS = ("router", "timeline", "deadlines")
@@ -54,10 +60,18 @@ PAGE = 500
 PAGES = 8
 
 
-def required(settings: Settings, topic: str) -> list[frozenset[str]]:
-    """What settles a row of ``topic``: for each set, one of its consumers must have applied it."""
+def required(
+    settings: Settings, topic: str, headers: list[list[str]] | None = None
+) -> list[frozenset[str]]:
+    """What settles a row of ``topic`` (with these Kafka headers): for each set, one of its
+    consumers must have applied it."""
     if topic == settings.topic_events:
-        return [frozenset({name}) for name in EVENT_CONSUMERS]
+        names = dict((name, value) for name, value in headers or [])
+        extensions = {
+            name.removeprefix(PREFIX): value for name, value in names.items() if name != TYPE
+        }
+        routed = router_applies(names.get(TYPE, ""), extensions)
+        return [frozenset({name}) for name in EVENT_CONSUMERS if routed or name != "router"]
     prefix, suffix = settings.topic_deliveries_prefix, settings.topic_deliveries_suffix
     if topic.startswith(prefix) and topic.endswith(suffix):
         partner_id = topic[len(prefix) : len(topic) - len(suffix)]
@@ -93,7 +107,7 @@ class Settler:
 
     def _page(self, session: Session) -> tuple[int, bool]:
         rows = session.execute(
-            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id)
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id, OutboxEvent.headers)
             .where(
                 OutboxEvent.settled_at.is_(None),
                 OutboxEvent.published_at.is_not(None),
@@ -116,7 +130,9 @@ class Settler:
         done = [
             r.id
             for r in rows
-            if is_settled(required(self.settings, r.topic), applied.get(r.event_id, set()))
+            if is_settled(
+                required(self.settings, r.topic, r.headers), applied.get(r.event_id, set())
+            )
         ]
         if done:
             session.execute(

@@ -26,13 +26,11 @@ from hub.outbox.service import add_row, json_row
 from hub.policy.model import Policy, Route
 from hub.policy.parties import route_between
 from hub.policy.projection import project
+from hub.routing.applies import ROUTED
 from hub.routing.models import RoutingHold
 from hub.settings import Settings
 from schemas.cloudevents import CloudEventAttributes, EventType
 from schemas.lifecycle import HUB_REASONS
-
-#: The CloudEvents extension that marks an event routed in the transaction that made it.
-ROUTED = "routed"
 
 
 def blocked_reason(

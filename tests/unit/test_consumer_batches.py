@@ -171,3 +171,52 @@ def test_a_failing_record_in_a_poll_holds_back_only_its_own_partition_batch(hub:
     assert r._apply_poll(poll, threading.Event()) == {p0: 2, p1: 7}
     assert effects(hub) == ["e-1", "e-2", "e-4"]
     assert [h["ce_id"] for _, h in producer.sent] == [b"e-3"]
+
+
+def routed_record(offset: int, event_id: str, *, routed: bool, partition: int = 0) -> Record:
+    attrs = CloudEventAttributes(
+        id=event_id,
+        source="/partners/ude",
+        type=EventType.REFERRAL_REQUESTED,
+        time=datetime.now(UTC),
+        partitionkey="p_1",
+        extensions={"routed": "1"} if routed else {},
+    )
+    return Record("hub.events.v1", partition, offset, b"p_1", b"{}", to_headers(attrs))
+
+
+def test_a_poll_of_events_the_handler_does_not_want_costs_no_transaction(hub: Any) -> None:
+    from consumers import router
+
+    handler = Handler()
+    r = ConsumerRunner(
+        name="batch-test",
+        handler=handler,
+        topics=lambda: ["hub.events.v1"],
+        session_factory=hub.session_factory,
+        settings=hub.settings,
+        catalogue=hub.catalogue,
+        policy=hub.policy,
+        consumer_factory=lambda topics, listener: None,
+        producer_factory=Producer,
+        wants=router.wants,
+    )
+    opened: list[int] = []
+    real = hub.session_factory
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return real(*args, **kwargs)
+
+    r._sessions = counting  # type: ignore[assignment]
+    tp0, tp1 = TopicPartition("hub.events.v1", 0), TopicPartition("hub.events.v1", 1)
+    passed = {
+        tp0: [routed_record(0, "r-1", routed=True), routed_record(1, "r-2", routed=True)],
+        tp1: [routed_record(0, "r-3", routed=True, partition=1)],
+    }
+    assert r._apply_poll(passed, threading.Event()) == {tp0: 2, tp1: 1}
+    assert opened == [] and handler.calls == [] and inbox(hub) == 0
+    # A poll with work in it: the wanted event is applied and marked, the other passed by.
+    mixed = {tp0: [routed_record(2, "r-4", routed=True), routed_record(3, "u-1", routed=False)]}
+    assert r._apply_poll(mixed, threading.Event()) == {tp0: 4}
+    assert handler.calls == ["u-1"] and inbox(hub) == 1
