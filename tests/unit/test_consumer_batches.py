@@ -81,7 +81,7 @@ def hub(tmp_path: Path) -> Any:
     made.engine.dispose()
 
 
-def runner(hub: Any, handler: Handler, producer: Producer) -> ConsumerRunner:
+def runner(hub: Any, handler: Handler, producer: Producer, wants: Any = None) -> ConsumerRunner:
     return ConsumerRunner(
         name="batch-test",
         handler=handler,
@@ -92,6 +92,7 @@ def runner(hub: Any, handler: Handler, producer: Producer) -> ConsumerRunner:
         policy=hub.policy,
         consumer_factory=lambda topics, listener: None,
         producer_factory=lambda: producer,
+        wants=wants,
     )
 
 
@@ -189,18 +190,7 @@ def test_a_poll_of_events_the_handler_does_not_want_costs_no_transaction(hub: An
     from consumers import router
 
     handler = Handler()
-    r = ConsumerRunner(
-        name="batch-test",
-        handler=handler,
-        topics=lambda: ["hub.events.v1"],
-        session_factory=hub.session_factory,
-        settings=hub.settings,
-        catalogue=hub.catalogue,
-        policy=hub.policy,
-        consumer_factory=lambda topics, listener: None,
-        producer_factory=Producer,
-        wants=router.wants,
-    )
+    r = runner(hub, handler, Producer(), wants=router.wants)
     opened: list[int] = []
     real = hub.session_factory
 
