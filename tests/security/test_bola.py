@@ -84,11 +84,13 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/referrals/{referral_id}"): Probe("referral"),
     ("POST", "/v1/referrals/{referral_id}/status"): Probe("referral", STATUS_MOVES),
     ("GET", "/v1/people/{person_id}/timeline"): Probe("person"),
+    # Consents you recorded or that cover you; a referral party sees the (maybe empty) list,
+    # anyone else the 404 of an unknown person.
     ("GET", "/v1/people/{person_id}/consents"): Probe(
         "person",
-        viewers=lambda world, person: world.consent_viewers(person),
-        filtered="documented as 'consents you recorded or that cover you': a list filtered by "
-        "the caller, answering [] alike for a stranger's and an unknown person",
+        viewers=lambda world, person: (
+            world.consent_viewers(person) | world.people.get(person, frozenset())
+        ),
     ),
     ("POST", "/v1/consents/{consent_id}/withdraw"): Probe("consent"),
     ("POST", "/v1/inbox/{event_id}/ack"): Probe("inbox message"),
