@@ -52,9 +52,12 @@ class BrokerEpoch:
 
     def __call__(self) -> str:
         """The broker's current epoch; raises when it does not answer."""
-        if self._kept is not None and self._still_same_broker():
-            return self._kept
-        self._forget()
+        if self._kept is not None:
+            if self._still_same_broker():
+                return self._kept
+            # The broker went away (or the answer is old): the admin client's connection is
+            # as stale as the watched one, so ask with a fresh client.
+            self.close()
         try:
             topic_id = self._topic_id()
             if topic_id is None:

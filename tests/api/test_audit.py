@@ -246,7 +246,8 @@ def test_a_changed_row_with_every_hash_recomputed_and_resigned_is_caught_outside
     hub = hub_and_partners[0]
     outside = tmp_path / "checkpoints.jsonl"
     _log(hub, outside)
-    published = [json.loads(x)["key"] for x in outside.read_text().splitlines() if "key" in x]
+    lines = [json.loads(x) for x in outside.read_text().splitlines()]
+    published = [line["key"] for line in lines if "key" in line]
     _set(hub, 23, actor="amt")
     _rewrite_history(hub, new_key=new_key)
     assert _verify(hub).ok  # consistent in itself, signed with a key the database holds
