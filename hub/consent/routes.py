@@ -6,8 +6,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
 from hub.api.problems import PROBLEM_RESPONSES
@@ -15,7 +13,7 @@ from hub.consent import service, withdrawal
 from hub.consent.models import Consent
 from hub.errors import NotFound
 from hub.partners.models import Partner
-from hub.referrals.models import Referral
+from hub.referrals.repository import takes_part
 from schemas.messages import ConsentCreate, ConsentView
 
 router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
@@ -50,7 +48,7 @@ def list_consents(
     """Consents you recorded or that cover you, withdrawn ones included; 404 for a person you
     have neither a consent nor a referral with, exactly as for one that does not exist."""
     consents = service.visible_to(session, person_id=person_id, viewer=partner.id)
-    if not consents and not _takes_part(session, person_id=person_id, partner_id=partner.id):
+    if not consents and not takes_part(session, person_id=person_id, partner_id=partner.id):
         raise NotFound(f"no person {person_id} in your referrals or consents")
     audit_read(session, request, partner.id, [(c.person_id, None) for c in consents])
     return [view_of(c) for c in consents]
@@ -70,14 +68,6 @@ def withdraw_consent(
         session, consent_id=str(consent_id), by=partner.id, policy=policy
     )
     return view_of(withdrawn)
-
-
-def _takes_part(session: Session, *, person_id: str, partner_id: str) -> bool:
-    stmt = select(Referral.id).where(
-        Referral.person_id == person_id,
-        or_(Referral.requester_id == partner_id, Referral.performer_id == partner_id),
-    )
-    return session.scalars(stmt.limit(1)).first() is not None
 
 
 def view_of(consent: Consent) -> ConsentView:

@@ -40,6 +40,15 @@ def get(session: Session, referral_id: str) -> Referral | None:
     return session.scalars(stmt).first()
 
 
+def takes_part(session: Session, *, person_id: str, partner_id: str) -> bool:
+    """True when the partner requested or performs one of the person's referrals."""
+    stmt = select(Referral.id).where(
+        Referral.person_id == person_id,
+        or_(Referral.requester_id == partner_id, Referral.performer_id == partner_id),
+    )
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
 def page(
     session: Session,
     *,
