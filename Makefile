@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Contract checkers from npm (AsyncAPI parser, Redocly, oauth4webapi), pinned by the lock file.
+NODE_DIR := tests/contracts
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: run test test-unit test-integration lint format typecheck check bench clean chaos
 
@@ -14,10 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/hub up
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -q -rs
 
 test-unit: $(STAMP)
@@ -49,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.all
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_DIR)/node_modules data .pytest_cache .mypy_cache .ruff_cache
