@@ -39,7 +39,7 @@ def run_node(
         "NO_UPDATE_NOTIFIER": "1",
         **(env or {}),
     }
-    return subprocess.run(  # noqa: S603 - fixed tools, arguments from the tests
+    return subprocess.run(
         ["node", *map(str, args)],
         cwd=HERE,
         env=merged,
