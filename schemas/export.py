@@ -1,6 +1,8 @@
 """Export the v1 models as JSON Schema files: ``python -m schemas.export``.
 
-The files are committed; a test fails when they drift from the models.
+One file per API body and one per event type the hub emits (``schemas.events``), named as
+the event's ``dataschema`` URL ends. The files are committed; a test fails when they drift
+from the models.
 """
 
 from __future__ import annotations
@@ -13,15 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.cloudevents import CloudEventAttributes
-from schemas.messages import (
-    ReferralCreate,
-    ReferralDelivered,
-    ReferralDeliveryFailed,
-    ReferralRequested,
-    ReferralStatusChanged,
-    ReferralView,
-    StatusChange,
-)
+from schemas.events import EVENT_DATA, schema_file
+from schemas.messages import ReferralCreate, ReferralView, StatusChange
 
 OUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -29,11 +24,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "referral-create.json": ReferralCreate,
     "status-change.json": StatusChange,
     "referral.json": ReferralView,
-    "referral.requested.v1.json": ReferralRequested,
-    "referral.status-changed.v1.json": ReferralStatusChanged,
-    "referral.delivered.v1.json": ReferralDelivered,
-    "referral.delivery-failed.v1.json": ReferralDeliveryFailed,
     "cloudevent-attributes.json": CloudEventAttributes,
+    **{schema_file(event_type): model for event_type, model in EVENT_DATA.items()},
 }
 
 

@@ -345,6 +345,23 @@ class DeadlineDue(EventData):
     suggestion: str | None = None
 
 
+class AuditCheckpointSigned(BaseModel):
+    """``de.duisburg.talenthub.audit.checkpoint-signed.v1``: a signed tree head of the audit log.
+
+    ``note`` is the checkpoint as a signed note (C2SP tlog-checkpoint) whose signature
+    ``key`` (a verifier key) checks; anyone holding the key can check inclusion and
+    consistency proofs against it.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    origin: str = Field(description="The log's name, first line of the checkpoint.")
+    tree_size: int = Field(ge=0, description="Leaves the checkpoint covers.")
+    root_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 Merkle root, hex.")
+    key: str = Field(description="The verifier key of the signature.")
+    note: str = Field(description="The signed note: checkpoint body and signature lines.")
+
+
 class ClockView(BaseModel):
     """One deadline clock of a referral as the API shows it."""
 

@@ -38,8 +38,10 @@ from hub.audit.models import AuditCheckpoint, AuditRecord
 from hub.audit.note import Checkpoint
 from hub.audit.service import leaf_bytes
 from hub.db import unit_of_work, utcnow
-from hub.outbox.service import add_json
+from hub.outbox.service import add_event
 from schemas.cloudevents import CloudEventAttributes, EventType
+from schemas.events import dataschema
+from schemas.messages import AuditCheckpointSigned
 
 log = logging.getLogger(__name__)
 
@@ -156,16 +158,17 @@ def _publish(session: Session, topic: str, checkpoint: Checkpoint, note: str, ke
         type=EventType.AUDIT_CHECKPOINT_SIGNED,
         subject=str(checkpoint.size),
         time=checkpoint.time,
+        dataschema=dataschema(EventType.AUDIT_CHECKPOINT_SIGNED),
         partitionkey=checkpoint.origin,
     )
-    data = {
-        "origin": checkpoint.origin,
-        "tree_size": checkpoint.size,
-        "root_hash": checkpoint.root.hex(),
-        "key": key,
-        "note": note,
-    }
-    add_json(session, topic=topic, attrs=attrs, data=data)
+    data = AuditCheckpointSigned(
+        origin=checkpoint.origin,
+        tree_size=checkpoint.size,
+        root_hash=checkpoint.root.hex(),
+        key=key,
+        note=note,
+    )
+    add_event(session, topic=topic, attrs=attrs, data=data)
 
 
 class CheckpointFile:

@@ -7,21 +7,20 @@ from sqlalchemy.orm import Session
 
 from hub.events.models import ProcessedEvent
 from schemas.cloudevents import CloudEventAttributes
+from schemas.events import dataschema
 from schemas.messages import EventData
-
-DATASCHEMA_BASE = "https://talenthub.duisburg.de/schemas/"
 
 
 def attributes_for(event_type: str, data: EventData) -> CloudEventAttributes:
-    """The CloudEvents attributes of an event, derived from its data."""
-    name = event_type.removeprefix("de.duisburg.talenthub.")
+    """The CloudEvents attributes of an event, derived from its data; a type without a
+    published schema raises ``UnpublishedEventType``."""
     return CloudEventAttributes(
         id=str(data.event_id),
         source=f"/partners/{data.acting_partner}",
         type=event_type,
         subject=str(data.referral_id) if data.referral_id else None,
         time=data.occurred_at,
-        dataschema=f"{DATASCHEMA_BASE}{name}.json",
+        dataschema=dataschema(event_type),
         partitionkey=data.person_id,
     )
 
