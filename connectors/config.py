@@ -38,6 +38,12 @@ class ConnectorConfig(BaseModel):
     signing_secret_ref: str | None = Field(
         None, description="Reference to the HMAC secret that signs webhook deliveries."
     )
+    previous_signing_secret_ref: str | None = Field(
+        None,
+        description="During a rotation, reference to the secret being replaced: every push "
+        "carries a signature with each secret until the partner verifies with the new one "
+        "and this is removed.",
+    )
     connect_timeout: float = Field(3.0, gt=0)
     read_timeout: float = Field(10.0, gt=0)
     max_response_bytes: int = Field(65536, gt=0)
@@ -56,7 +62,7 @@ class ConnectorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _push_is_complete(self) -> ConnectorConfig:
-        for name in ("credential_ref", "signing_secret_ref"):
+        for name in ("credential_ref", "signing_secret_ref", "previous_signing_secret_ref"):
             ref = getattr(self, name)
             if ref is not None and not ref.startswith(SECRET_SCHEMES):
                 raise ValueError(f"{name} must start with env:, file: or value:")
@@ -68,7 +74,15 @@ class ConnectorConfig(BaseModel):
                 "push mode needs {missing}",
                 {"missing": ", ".join(missing)},
             )
+        if self.previous_signing_secret_ref and not self.signing_secret_ref:
+            raise ValueError("previous_signing_secret_ref needs signing_secret_ref (the new one)")
         return self
+
+    def signing_secrets(self, *, allow_values: bool = True) -> list[str]:
+        """The secrets that sign each push, the current one first (Standard Webhooks puts one
+        ``v1,…`` entry per secret into ``webhook-signature``)."""
+        refs = (self.signing_secret_ref, self.previous_signing_secret_ref)
+        return [s for ref in refs if (s := resolve_secret(ref, allow_values=allow_values))]
 
 
 def resolve_secret(ref: str | None, *, allow_values: bool = True) -> str | None:

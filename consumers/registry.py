@@ -121,7 +121,7 @@ def _delivery_runner(
         token_endpoint=config.token_endpoint or "",
         client_id=config.client_id or "",
         client_secret=resolve_secret(config.credential_ref, allow_values=allow_values) or "",
-        signing_secret=resolve_secret(config.signing_secret_ref, allow_values=allow_values) or "",
+        signing_secret=config.signing_secrets(allow_values=allow_values) or "",
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         max_response_bytes=config.max_response_bytes,

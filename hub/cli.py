@@ -321,6 +321,11 @@ def partners_list() -> None:
 @click.option("--client-id", help="Our client id at the partner's authorization server.")
 @click.option("--credential-ref", help="Our client secret there: env:VAR or file:/path.")
 @click.option("--signing-secret-ref", help="HMAC secret for webhook signatures: env: or file:.")
+@click.option(
+    "--previous-signing-secret-ref",
+    help="During a rotation, the secret being replaced: pushes are signed with both until the "
+    "partner has switched; connect again without it to stop.",
+)
 def partners_connect(partner_id: str, **options: str | None) -> None:
     """Set how the hub delivers to a partner (push to its endpoint, or pull from its inbox)."""
     from connectors.egress import EgressPolicy

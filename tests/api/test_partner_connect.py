@@ -85,6 +85,32 @@ def test_a_complete_push_configuration_is_stored(hub: Any) -> None:
     assert mode_of(hub) == "push"
 
 
+def test_a_rotation_stores_the_previous_signing_secret_until_connected_without_it(
+    hub: Any,
+) -> None:
+    rotating = [*COMPLETE, "--previous-signing-secret-ref", "file:/run/secrets/ude-hmac-old"]
+
+    assert connect(hub, "--mode", "push", *rotating).exit_code == 0
+    assert connector_of(hub)["previous_signing_secret_ref"] == "file:/run/secrets/ude-hmac-old"
+    assert connect(hub, "--mode", "push", *COMPLETE).exit_code == 0
+    assert connector_of(hub)["previous_signing_secret_ref"] is None
+
+
+def test_a_previous_signing_secret_alone_is_refused(hub: Any) -> None:
+    config = {"mode": "pull", "previous_signing_secret_ref": "env:OLD_HMAC"}
+    with unit_of_work(hub.session_factory) as session, pytest.raises(InvalidInput) as refused:
+        connect_partner(session, partner_id="ude", config=config)
+
+    assert "previous_signing_secret_ref needs signing_secret_ref" in refused.value.detail
+
+
+def connector_of(hub: Any, partner_id: str = "ude") -> dict[str, Any]:
+    with hub.session_factory() as session:
+        partner = session.get(Partner, partner_id)
+        assert partner is not None
+        return dict(partner.connector or {})
+
+
 def test_pull_needs_none_of_it(hub: Any) -> None:
     assert connect(hub, "--mode", "pull").exit_code == 0
     assert mode_of(hub) == "pull"

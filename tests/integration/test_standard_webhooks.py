@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from connectors import signing
 from connectors.base import DeliveryResult, OutboundMessage
+from connectors.config import ConnectorConfig
 from connectors.http import HttpDeliverer
 from connectors.simulator import SimulatorServer
 
@@ -142,6 +143,25 @@ def test_during_a_rotation_either_secret_verifies(serve: Any) -> None:
     assert push(on_old, message(), [new, old]).outcome == "delivered"
     assert push(on_new, message(), [new, old]).outcome == "delivered"
     assert push(on_new, message(), old).status_code == 401
+
+
+def test_a_connector_config_in_rotation_signs_with_both_secrets(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UDE_HMAC", "the-new-signing-secret")
+    monkeypatch.setenv("UDE_HMAC_OLD", "the-old-signing-secret")
+    config = ConnectorConfig(
+        signing_secret_ref="env:UDE_HMAC", previous_signing_secret_ref="env:UDE_HMAC_OLD"
+    )
+    secrets_now = config.signing_secrets(allow_values=False)
+    on_old = serve(Receiver(signing.standard_secret("the-old-signing-secret")))
+    on_new = serve(Receiver(signing.standard_secret("the-new-signing-secret")))
+
+    assert secrets_now == ["the-new-signing-secret", "the-old-signing-secret"]
+    assert push(on_old, message(), secrets_now).outcome == "delivered"
+    assert push(on_new, message(), secrets_now).outcome == "delivered"
+    after = config.model_copy(update={"previous_signing_secret_ref": None})
+    assert push(on_old, message(), after.signing_secrets()).status_code == 401
 
 
 def test_the_deprecated_headers_still_verify_as_before(serve: Any) -> None:
