@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from connectors.egress import EgressPolicy, guarded_client
 from hub import health, telemetry
-from hub.api import problems, throttle
+from hub.api import openapi, problems, throttle
 from hub.api.limits import BodyLimit, JsonLimit
 from hub.api.ratelimit import Limits
 from hub.audit import routes as audit_routes
@@ -77,6 +77,7 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     ):
         app.include_router(module.router)
     web.install(app)
+    openapi.install(app)
     if telemetry.tracing() or telemetry.measuring():
         # Without an exporter the middleware would still parse headers, build attributes and
         # wrap every send of every request, for spans and metrics nobody records. With one,

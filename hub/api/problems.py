@@ -22,23 +22,19 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
-_PROBLEM_SCHEMA = {
-    "content": {
-        PROBLEM_JSON: {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "instance": {"type": "string"},
-                },
-                "required": ["type", "title", "status"],
-            }
-        }
-    }
+#: An RFC 9457 problem document; invalid input adds ``errors`` (one per field) or ``field``.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status"],
 }
+_PROBLEM_SCHEMA = {"content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, **_PROBLEM_SCHEMA}
@@ -50,6 +46,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflict",
         413: "Body too large",
         422: "Invalid input",
+        429: "Rate limit or quota used up",
     }.items()
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
@@ -114,7 +115,17 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         return await memory_or_thread(_authenticate, request, scope)
 
+    _REQUIRED_SCOPES[dependency] = scope
     return dependency
+
+
+# The OpenAPI document reads each route's scope from its dependency, so the two cannot drift.
+_REQUIRED_SCOPES: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+
+
+def required_scope(dependency: Callable[..., Any]) -> str | None:
+    """The scope a dependency made by :func:`require_scope` demands; None for any other."""
+    return _REQUIRED_SCOPES.get(dependency)
 
 
 async def memory_or_thread(function: Callable[..., T], *args: Any) -> T:

@@ -16,7 +16,7 @@ from hub.partners.models import Partner
 from hub.referrals.repository import takes_part
 from schemas.messages import ConsentCreate, ConsentView
 
-router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["consent"])
 
 
 @router.post(
@@ -55,7 +55,10 @@ def list_consents(
 
 
 @router.post(
-    "/v1/consents/{consent_id}/withdraw", response_model=ConsentView, summary="Withdraw a consent"
+    "/v1/consents/{consent_id}/withdraw",
+    response_model=ConsentView,
+    summary="Withdraw a consent",
+    responses={409: {**PROBLEM_RESPONSES[409], "description": "Already withdrawn"}},
 )
 def withdraw_consent(
     consent_id: UUID,

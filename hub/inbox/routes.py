@@ -8,12 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
-from hub.api.problems import PROBLEM_RESPONSES
 from hub.inbox import consent, service
 from hub.partners.models import Partner
 from schemas.messages import InboxItem, InboxPage
 
-router = APIRouter(prefix="/v1/inbox", tags=["inbox"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
 
 @router.get("", response_model=InboxPage, summary="Fetch messages routed to you")

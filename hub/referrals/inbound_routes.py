@@ -8,12 +8,11 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from hub.api.deps import CatalogueDep, PolicyDep, SessionDep, SettingsDep, audit_call, partner_of
-from hub.api.problems import PROBLEM_RESPONSES
 from hub.auth.deps import require_scope
 from hub.auth.tokens import Principal
 from hub.referrals.inbound import apply_native
 
-router = APIRouter(prefix="/v1/connectors", tags=["connectors"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 
 Kind = Annotated[str, Path(pattern=r"^(university|chamber|jobcenter|authority)$")]
 

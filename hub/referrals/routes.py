@@ -19,7 +19,6 @@ from hub.api.deps import (
     audit_read,
     caller,
 )
-from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.referrals import service
 from hub.referrals.idempotency import Answer, Repeated, request_hash, run_first
@@ -33,7 +32,7 @@ from schemas.messages import (
     StatusChange,
 )
 
-router = APIRouter(prefix="/v1/referrals", tags=["referrals"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
@@ -43,6 +42,17 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
     status_code=202,
     response_model=ReferralAccepted,
     summary="Request a referral to another partner",
+    responses={
+        202: {
+            "description": "Stored with its event; the referral is at `Location`",
+            "headers": {
+                "Location": {
+                    "description": "The referral's URL, `/v1/referrals/{id}`",
+                    "schema": {"type": "string"},
+                }
+            },
+        }
+    },
 )
 def create_referral(
     body: ReferralCreate,

@@ -8,12 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request
 
 from hub.api.deps import PolicyDep, SessionDep, audit_read, caller
-from hub.api.problems import PROBLEM_RESPONSES
 from hub.partners.models import Partner
 from hub.timeline import service
 from schemas.messages import Timeline, TimelineEntry
 
-router = APIRouter(prefix="/v1/people", tags=["timeline"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/people", tags=["timeline"])
 
 
 @router.get("/{person_id}/timeline", response_model=Timeline, summary="A person's timeline")
