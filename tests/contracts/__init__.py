@@ -1,4 +1,4 @@
-"""Contract checks by tools nobody on the project wrote, installed from npm.
+"""Contract checks by tools the project did not write, installed from npm.
 
 ``make test`` runs ``npm ci`` here first (``package-lock.json`` pins every version). A test
 that needs them calls :func:`node_modules`, which fails with the command to run when they are
