@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from connectors.egress import EgressPolicy, guarded_client
 from hub import health, telemetry
-from hub.api import openapi, problems, throttle
+from hub.api import contracts, openapi, problems, throttle
 from hub.api.limits import BodyLimit, JsonLimit
 from hub.api.ratelimit import Limits
 from hub.audit import routes as audit_routes
@@ -74,6 +74,7 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
         timeline_routes,
         health,
         audit_routes,
+        contracts,
     ):
         app.include_router(module.router)
     web.install(app)
