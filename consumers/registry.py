@@ -59,6 +59,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             client_id=f"{settings.kafka_client_id}.{name}",
             listener=listener,
+            security=hub.kafka_security,
         )
 
     return ConsumerRunner(
@@ -73,7 +74,9 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
         policy=hub.policy,
         consumer_factory=consumer_factory,
         producer_factory=lambda: make_producer(
-            hub.bootstrap_servers, client_id=f"{settings.kafka_client_id}.{name}"
+            hub.bootstrap_servers,
+            client_id=f"{settings.kafka_client_id}.{name}",
+            security=hub.kafka_security,
         ),
     )
 
@@ -137,6 +140,7 @@ def _delivery_runner(
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             client_id=f"{settings.kafka_client_id}.delivery.{partner_id}",
             listener=listener,
+            security=hub.kafka_security,
         )
 
     return DeliveryRunner(
@@ -147,7 +151,9 @@ def _delivery_runner(
         settings=settings,
         consumer_factory=consumer_factory,
         producer_factory=lambda: make_producer(
-            hub.bootstrap_servers, client_id=f"{settings.kafka_client_id}.delivery"
+            hub.bootstrap_servers,
+            client_id=f"{settings.kafka_client_id}.delivery",
+            security=hub.kafka_security,
         ),
         policy=hub.policy,
     )

@@ -13,6 +13,7 @@ from hub import models, telemetry
 from hub.crypto.fields import MASTER_KEYS
 from hub.crypto.keystore import master_keys_from
 from hub.db import make_engine, make_session_factory
+from hub.kafka.security import PLAINTEXT, KafkaSecurity
 from hub.policy.model import Policy, load_policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
@@ -28,6 +29,7 @@ class Hub:
     catalogue: Catalogue
     policy: Policy
     outbox_written: threading.Event = field(default_factory=threading.Event)
+    kafka_security: KafkaSecurity = PLAINTEXT
 
     @property
     def bootstrap_servers(self) -> str:
@@ -52,6 +54,7 @@ def bootstrap(settings: Settings) -> Hub:
         session_factory=factory,
         catalogue=catalogue,
         policy=policy,
+        kafka_security=KafkaSecurity.from_settings(settings),
     )
 
     def after_commit(session: Session) -> None:
@@ -70,4 +73,4 @@ def kafka_probe(hub: Hub) -> Any:
     """A callable telling whether Kafka answers right now."""
     from hub.kafka.client import probe
 
-    return lambda: probe(hub.bootstrap_servers, timeout=1.0)
+    return lambda: probe(hub.bootstrap_servers, timeout=1.0, security=hub.kafka_security)

@@ -63,7 +63,7 @@ def up() -> None:
         runtime.record_policy_in_force(hub)
         from hub.kafka.client import ensure_topics
 
-        ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub))
+        ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub), security=hub.kafka_security)
         stop = threading.Event()
         registry = importlib.import_module("consumers.registry")
         threads = runtime.start_relay(hub, stop)

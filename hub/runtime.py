@@ -113,7 +113,7 @@ def build_relay(hub: Hub) -> Relay:
             else s.deliveries_partitions
             for t in topics
         }
-        ensure_topics(hub.bootstrap_servers, counts)
+        ensure_topics(hub.bootstrap_servers, counts, security=hub.kafka_security)
 
     return Relay(
         session_factory=hub.session_factory,
@@ -121,13 +121,18 @@ def build_relay(hub: Hub) -> Relay:
             hub.bootstrap_servers,
             client_id=f"{s.kafka_client_id}.relay",
             delivery_timeout_ms=RELAY_DELIVERY_TIMEOUT_MS,
+            security=hub.kafka_security,
         ),
         ensure_topics=ensure,
-        broker_state=lambda: broker_state(hub.bootstrap_servers, timeout=1.0),
+        broker_state=lambda: broker_state(
+            hub.bootstrap_servers, timeout=1.0, security=hub.kafka_security
+        ),
         batch_size=s.relay_batch_size,
         poll_interval=s.relay_poll_interval_seconds,
         wakeup=hub.outbox_written,
-        broker_epoch=BrokerEpoch(hub.bootstrap_servers, s.topic_broker_epoch),
+        broker_epoch=BrokerEpoch(
+            hub.bootstrap_servers, s.topic_broker_epoch, security=hub.kafka_security
+        ),
         settler=Settler(hub.session_factory, s),
     )
 

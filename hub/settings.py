@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.egress import EgressPolicy, EgressRefused, check_url
 
+_PLAINTEXT = {"PLAINTEXT", "SASL_PLAINTEXT"}
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
 
@@ -58,6 +59,32 @@ class Settings(BaseSettings):
     deliveries_partitions: int = Field(3, ge=1)
     kafka_session_timeout_ms: int = Field(6000, ge=1000)
     kafka_client_id: str = "talent-hub"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client of the hub talks to the brokers."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificates (PEM) the brokers' certificates must chain to."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="The hub's client certificate (PEM) for mutual TLS, e.g. user.crt."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="The private key (PEM) of HUB_KAFKA_SSL_CERTFILE, e.g. user.key."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="The broker's certificate must name the host the hub connects to."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="The SASL password; or HUB_KAFKA_SASL_PASSWORD_FILE."
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="A file holding the SASL password, e.g. a mounted KafkaUser secret."
+    )
+    kafka_allow_plaintext: bool = Field(
+        False, description="Let the production profile talk to Kafka without TLS."
+    )
 
     relay_batch_size: int = Field(500, ge=1)
     relay_poll_interval_seconds: float = Field(1.0, gt=0)
@@ -245,9 +272,65 @@ class Settings(BaseSettings):
             if self.clock_time_unit_seconds is not None:
                 # A compressed day would run deadline clocks and retention in minutes.
                 raise ValueError("production profile refuses HUB_CLOCK_TIME_UNIT_SECONDS")
+            if self.kafka_security_protocol in _PLAINTEXT and not self.kafka_allow_plaintext:
+                # Personal data in events would cross the network readable by anyone on it.
+                raise ValueError(
+                    f"production profile refuses HUB_KAFKA_SECURITY_PROTOCOL="
+                    f"{self.kafka_security_protocol}: use SSL or SASL_SSL, or set "
+                    "HUB_KAFKA_ALLOW_PLAINTEXT=true for a network that protects itself"
+                )
             if self.dpop_nonce_required and not self.dpop_nonce_secret:
                 # Per-process nonce keys would make every other gateway replica refuse them.
                 raise ValueError("DPoP nonces in production need HUB_DPOP_NONCE_SECRET")
+        return self
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if self.embedded_kafka and self.kafka_security_protocol != "PLAINTEXT":
+            raise ValueError(
+                "the embedded broker speaks PLAINTEXT only: "
+                "HUB_KAFKA_SECURITY_PROTOCOL needs HUB_KAFKA_BOOTSTRAP_SERVERS"
+            )
+        files = {
+            "HUB_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "HUB_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "HUB_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            "HUB_KAFKA_SASL_PASSWORD_FILE": self.kafka_sasl_password_file,
+        }
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        if not tls and any(files[n] for n in list(files)[:3]):
+            raise ValueError(
+                "HUB_KAFKA_SSL_* files need HUB_KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("HUB_KAFKA_SSL_CERTFILE and HUB_KAFKA_SSL_KEYFILE go together")
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
+            raise ValueError(
+                "set HUB_KAFKA_SASL_PASSWORD or HUB_KAFKA_SASL_PASSWORD_FILE, not both"
+            )
+        if sasl:
+            missing = [
+                name
+                for name, value in (
+                    ("HUB_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                    ("HUB_KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                    ("HUB_KAFKA_SASL_PASSWORD(_FILE)", self.kafka_sasl_secret),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"HUB_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                    + ", ".join(missing)
+                )
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username:
+            raise ValueError(
+                "HUB_KAFKA_SASL_* need HUB_KAFKA_SECURITY_PROTOCOL SASL_SSL or SASL_PLAINTEXT"
+            )
         return self
 
     @model_validator(mode="after")
@@ -278,6 +361,15 @@ class Settings(BaseSettings):
     def resolved_issuer(self) -> str:
         """Our OAuth issuer identifier; defaults to the local gateway address."""
         return self.issuer or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def kafka_sasl_secret(self) -> SecretStr | None:
+        """The SASL password, read from its file when one is named (empty: None)."""
+        if self.kafka_sasl_password_file is not None:
+            text = self.kafka_sasl_password_file.read_text().strip("\r\n")
+            return SecretStr(text) if text else None
+        password = self.kafka_sasl_password
+        return password if password is not None and password.get_secret_value() else None
 
     @property
     def embedded_kafka(self) -> bool:

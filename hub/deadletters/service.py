@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.errors import Conflict, NotFound
+from hub.kafka.security import KafkaSecurity
 from hub.outbox.models import OutboxEvent
 from hub.outbox.service import add_row
 from hub.partners.models import Partner
@@ -55,13 +56,17 @@ class DeadLetter:
         }
 
 
-def read_all(bootstrap: str, settings: Settings) -> list[DeadLetter]:
+def read_all(
+    bootstrap: str, settings: Settings, *, security: KafkaSecurity | None = None
+) -> list[DeadLetter]:
     """Every record in the dead-letter topic, oldest first per partition."""
+    security = security or KafkaSecurity.from_settings(settings)
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         client_id=f"{settings.kafka_client_id}.deadletters",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        **security.client_options(),
     )
     try:
         parts = consumer.partitions_for_topic(settings.topic_deadletter) or set()

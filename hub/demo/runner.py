@@ -75,7 +75,9 @@ class Demo:
             self.creds = {c["partner_id"]: c for c in runtime.prepare_database(hub)}
             runtime.store_credentials(settings, list(self.creds.values()))
             runtime.record_policy_in_force(hub)
-            ensure_topics(hub.bootstrap_servers, runtime.topic_plan(hub))
+            ensure_topics(
+                hub.bootstrap_servers, runtime.topic_plan(hub), security=hub.kafka_security
+            )
             server, serving = self._serve(hub)
             try:
                 self._start_partners(hub)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import time
 from typing import Any, Literal
@@ -11,6 +12,8 @@ from typing import Any, Literal
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
+
+from hub.kafka.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +24,26 @@ _PROBE_CLIENT_ID = b"talent-hub-probe"
 BrokerState = Literal["answers", "silent", "gone"]
 
 
-def probe(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+def probe(
+    bootstrap_servers: str, timeout: float = 1.0, *, security: KafkaSecurity = PLAINTEXT
+) -> bool:
     """Return True if any bootstrap server answers a Kafka ApiVersions request in time."""
-    return broker_state(bootstrap_servers, timeout) == "answers"
+    return broker_state(bootstrap_servers, timeout, security=security) == "answers"
 
 
-def broker_state(bootstrap_servers: str, timeout: float = 1.0) -> BrokerState:
+def broker_state(
+    bootstrap_servers: str, timeout: float = 1.0, *, security: KafkaSecurity = PLAINTEXT
+) -> BrokerState:
     """How the bootstrap servers respond to a Kafka ApiVersions request.
 
     ``answers``: at least one answered in time. ``gone``: every one refused the connection,
     so no broker process is listening (whatever it had received but not acknowledged died
     with it). ``silent``: anything else, e.g. a frozen broker whose kernel still accepts
-    connections, or a network that drops packets.
+    connections, a network that drops packets, or a TLS handshake that failed (logged).
+
+    With TLS the request goes through the clients' own TLS context, so a broker the clients
+    would not trust does not answer. SASL is not spoken: brokers answer ApiVersions before
+    authentication (KIP-43), and a refused password shows in the clients' own errors.
     """
     deadline = time.monotonic() + timeout
     servers = _split_servers(bootstrap_servers)
@@ -42,10 +53,15 @@ def broker_state(bootstrap_servers: str, timeout: float = 1.0) -> BrokerState:
         if remaining <= 0:
             break
         try:
-            if _api_versions_ok(server, remaining):
+            if _api_versions_ok(server, remaining, security):
                 return "answers"
         except ConnectionRefusedError:
             refused += 1
+        except ssl.SSLError as exc:
+            log.warning(
+                "kafka.tls_refused", extra={"server": f"{server[0]}:{server[1]}", "error": str(exc)}
+            )
+            continue
         except (OSError, ValueError, struct.error):
             continue
     return "gone" if servers and refused == len(servers) else "silent"
@@ -60,12 +76,15 @@ def _split_servers(bootstrap_servers: str) -> list[tuple[str, int]]:
     return servers
 
 
-def _api_versions_ok(server: tuple[str, int], timeout: float) -> bool:
+def _api_versions_ok(server: tuple[str, int], timeout: float, security: KafkaSecurity) -> bool:
     correlation_id = int(time.monotonic_ns() & 0x7FFFFFFF)
     body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(_PROBE_CLIENT_ID))
     body += _PROBE_CLIENT_ID
     deadline = time.monotonic() + timeout
-    with socket.create_connection(server, timeout=timeout) as sock:
+    with (
+        socket.create_connection(server, timeout=timeout) as raw,
+        security.wrap(raw, server[0]) as sock,
+    ):
         sock.sendall(struct.pack(">i", len(body)) + body)
         header = _recv_exact(sock, 8, deadline)
     size, answered_id = struct.unpack(">ii", header)
@@ -87,7 +106,11 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
 
 
 def make_producer(
-    bootstrap_servers: str, *, client_id: str = "talent-hub", **overrides: Any
+    bootstrap_servers: str,
+    *,
+    client_id: str = "talent-hub",
+    security: KafkaSecurity = PLAINTEXT,
+    **overrides: Any,
 ) -> KafkaProducer:
     """Build an idempotent, acks=all producer of raw bytes."""
     # Explicit enable_idempotence makes a conflicting override raise instead of silently
@@ -106,6 +129,7 @@ def make_producer(
         # on the side by a metadata request: a broker's default count would change which
         # partition a person's events go to (and re-trigger consumer group joins).
         "allow_auto_create_topics": False,
+        **security.client_options(),
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -120,6 +144,7 @@ def make_consumer(
     client_id: str = "talent-hub",
     listener: ConsumerRebalanceListener | None = None,
     fetch_max_wait_ms: int = 10,
+    security: KafkaSecurity = PLAINTEXT,
     **overrides: Any,
 ) -> KafkaConsumer:
     """Build a manually committing group consumer subscribed to the given topics.
@@ -143,6 +168,7 @@ def make_consumer(
         # when nothing failed (hub.kafka.resets), and so are new partitions.
         "metadata_max_age_ms": 10_000,
         "allow_auto_create_topics": False,  # see make_producer
+        **security.client_options(),
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
@@ -156,6 +182,7 @@ def ensure_topics(
     *,
     timeout: float = 15.0,
     replication_factor: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Create any missing topics with the given partition counts; existing ones are left alone."""
     timeout_ms = int(timeout * 1000)
@@ -163,6 +190,7 @@ def ensure_topics(
         bootstrap_servers=bootstrap_servers,
         client_id="talent-hub-admin",
         request_timeout_ms=timeout_ms,
+        **security.client_options(),
     )
     try:
         existing = set(admin.list_topics())

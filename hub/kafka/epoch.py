@@ -13,6 +13,9 @@ open: a broker process that ends, however it ends, closes it, and the next check
 again. A connection that cannot be watched (closed by the broker when idle, refused) means
 asking; so does an answer older than ``KEEP_SECONDS``, in case a broker vanished without
 closing anything (a lost host: Apache Kafka keeps topic ids, so this never changes there).
+With TLS the watched connection is a TLS connection made with the clients' own context (a
+TLS proxy in front of the broker closes it when the broker's side closes); it never
+authenticates, which brokers tolerate until their idle limit, and then it is asked again.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import time
 from typing import Any
 
 from kafka.admin import KafkaAdminClient
 
 from hub.kafka.client import ensure_topics
+from hub.kafka.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,16 @@ KEEP_SECONDS = 30.0
 class BrokerEpoch:
     """Asks the broker for the epoch topic's id, creating the topic when it is missing."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        timeout: float = 5.0,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._topic = topic
         self._timeout = timeout
         self._admin: KafkaAdminClient | None = None
@@ -61,7 +74,12 @@ class BrokerEpoch:
         try:
             topic_id = self._topic_id()
             if topic_id is None:
-                ensure_topics(self._bootstrap, {self._topic: 1}, timeout=self._timeout)
+                ensure_topics(
+                    self._bootstrap,
+                    {self._topic: 1},
+                    timeout=self._timeout,
+                    security=self._security,
+                )
                 topic_id = self._topic_id()
         except Exception:
             self.close()  # a client that met a dead or restarted broker starts afresh
@@ -75,9 +93,14 @@ class BrokerEpoch:
         host, _, port = self._bootstrap.split(",")[0].strip().rpartition(":")
         try:
             address = (host.strip("[]") or "localhost", int(port))
-            self._watch = socket.create_connection(address, timeout=1.0)
+            raw = socket.create_connection(address, timeout=1.0)
         except (OSError, ValueError):
             return  # nothing to watch: ask every time
+        try:
+            self._watch = self._security.wrap(raw, address[0])
+        except OSError:
+            raw.close()
+            return
         self._watch.setblocking(False)
         self._kept, self._kept_at = topic_id, time.monotonic()
 
@@ -87,9 +110,17 @@ class BrokerEpoch:
             return False
         try:
             readable, _, _ = select.select([self._watch], [], [], 0)
+            if not readable:
+                return True
+            if isinstance(self._watch, ssl.SSLSocket):
+                # TLS records that carry no data (a TLS 1.3 session ticket) make it readable
+                # too; reading consumes them and only an end of stream reads as b"".
+                return self._watch.recv(1) != b""
             # The broker never writes to a connection that sent nothing: readable means it
             # was closed (end of stream) or reset.
-            return not readable or self._watch.recv(1, socket.MSG_PEEK) != b""
+            return self._watch.recv(1, socket.MSG_PEEK) != b""
+        except ssl.SSLWantReadError:
+            return True
         except OSError:
             return False
 
@@ -115,6 +146,7 @@ class BrokerEpoch:
                 bootstrap_servers=self._bootstrap,
                 client_id="talent-hub-epoch",
                 request_timeout_ms=int(self._timeout * 1000),
+                **self._security.client_options(),
             )
         described: list[dict[str, Any]] = self._admin.describe_topics([self._topic])
         topic = next((t for t in described if t.get("name") == self._topic), None)

@@ -273,10 +273,11 @@ def _dead_letters(request: Request) -> list[DeadLetter] | None:
     """Every dead letter, or None when Kafka cannot be read (probed first: a client to a
     dead broker takes half a minute to give up)."""
     try:
-        bootstrap = request.app.state.hub.bootstrap_servers
-        if not probe(bootstrap, timeout=KAFKA_PROBE_SECONDS):
+        hub = request.app.state.hub
+        bootstrap, security = hub.bootstrap_servers, hub.kafka_security
+        if not probe(bootstrap, timeout=KAFKA_PROBE_SECONDS, security=security):
             return None
-        return deadletters.read_all(bootstrap, request.app.state.settings)
+        return deadletters.read_all(bootstrap, request.app.state.settings, security=security)
     except Exception as exc:
         log.warning("deadletters.unreadable", extra={"error": repr(exc)})
         return None
