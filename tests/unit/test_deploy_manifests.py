@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -63,6 +64,12 @@ FAKE_SECRETS = {
     "HUB_MASTER_KEYS": '{"k1": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}',
     "HUB_MASTER_KEY_ID": "k1",
 }
+
+# What every pod adds to the ConfigMap besides secrets (its KafkaUser differs per pod).
+POD_SETTINGS = {"HUB_KAFKA_SASL_USERNAME": "hub-relay"}
+
+# Settings naming files that the pods mount from Strimzi's Secrets (kafka_security_env).
+MOUNTED_FILE_SETTINGS = {"HUB_KAFKA_SSL_CAFILE", "HUB_KAFKA_SASL_PASSWORD_FILE"}
 
 HUB_NAME = re.compile(r"\bHUB_[A-Z0-9_]+\b")
 #: consumers/registry.py: group ``hub.<name>``, push delivery ``hub.delivery.<partner>``.
@@ -213,11 +220,16 @@ def container_env(container: dict[str, Any], config: dict[str, str]) -> dict[str
 
 
 def settings_from(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
-    """Settings as a process with this environment would build them."""
-    for name, value in env.items():
-        if name.startswith("HUB_"):
-            monkeypatch.setenv(name, value)
-    return Settings()
+    """Settings as a process with this environment would build them (files that Secrets
+    mount in the pod are stand-ins here: Settings refuses a path that is not a file)."""
+    with tempfile.TemporaryDirectory() as mounted:
+        for name, value in env.items():
+            if name in MOUNTED_FILE_SETTINGS:
+                value = str(Path(mounted) / name)
+                Path(value).write_text("stand-in for a mounted Secret", encoding="utf-8")
+            if name.startswith("HUB_"):
+                monkeypatch.setenv(name, value)
+        return Settings()
 
 
 def code_topic_plan(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, int]:
@@ -323,6 +335,48 @@ def test_kubernetes_environment_passes_the_production_checks(
             assert env.get("HUB_PROFILE") == "production", name
             with monkeypatch.context() as m:
                 settings_from(m, env)  # raises if production would refuse
+
+
+def mounted_secret(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret name, key) of the file at ``path`` in the container; fails if none mounts it."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        relative = os.path.relpath(path, mount["mountPath"])
+        if relative.startswith(".."):
+            continue
+        secret = volumes[mount["name"]].get("secret")
+        assert secret, f"{path} is mounted from {mount['name']}, not from a Secret"
+        assert mount.get("readOnly") is True, mount["name"]
+        keys = {item["path"]: item["key"] for item in secret.get("items", [])}
+        return secret["secretName"], keys.get(relative, relative)
+    raise AssertionError(f"nothing is mounted at {path}")
+
+
+def test_every_hub_container_reaches_kafka_over_tls_as_its_kafka_user() -> None:
+    docs = k8s_docs(BASE)
+    (kafka,) = [d for d in docs if d["kind"] == "Kafka"]
+    cluster = kafka["metadata"]["name"]
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    assert all(x["tls"] and x["authentication"]["type"] == "scram-sha-512" for x in listeners)
+    ports = {x["port"] for x in listeners}
+    users = {d["metadata"]["name"] for d in docs if d["kind"] == "KafkaUser"}
+    checked = 0
+    for name, pod, container in containers(docs):
+        env = container_env(container, config_env(BASE, PRODUCTION))
+        assert env["HUB_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["HUB_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        servers = env["HUB_KAFKA_BOOTSTRAP_SERVERS"].split(",")
+        assert {int(s.rpartition(":")[2]) for s in servers} <= ports, name
+        assert "HUB_KAFKA_ALLOW_PLAINTEXT" not in env, name
+        assert "HUB_KAFKA_SSL_CHECK_HOSTNAME" not in env, name
+        user = env["HUB_KAFKA_SASL_USERNAME"]
+        assert user in users, f"{name}: {user} is no KafkaUser"
+        ca = mounted_secret(pod, container, env["HUB_KAFKA_SSL_CAFILE"])
+        assert ca == (f"{cluster}-cluster-ca-cert", "ca.crt"), name
+        password = mounted_secret(pod, container, env["HUB_KAFKA_SASL_PASSWORD_FILE"])
+        assert password == (user, "password"), name
+        checked += 1
+    assert checked >= 8
 
 
 def test_secrets_are_only_referenced() -> None:
@@ -455,7 +509,9 @@ def test_compose_creates_the_codes_topics(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_kafka_topic_resources_are_the_codes_topics(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_from(monkeypatch, {**FAKE_SECRETS, **config_env(BASE, PRODUCTION)})
+    settings = settings_from(
+        monkeypatch, {**FAKE_SECRETS, **POD_SETTINGS, **config_env(BASE, PRODUCTION)}
+    )
     plan = code_topic_plan(monkeypatch, settings)
     docs = k8s_docs(BASE)
     (kafka,) = [d for d in docs if d["kind"] == "Kafka"]
@@ -503,7 +559,9 @@ def test_overlays_leave_partition_counts_alone() -> None:
 def test_kafka_acls_name_only_the_codes_topics_and_groups(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = settings_from(monkeypatch, {**FAKE_SECRETS, **config_env(BASE, PRODUCTION)})
+    settings = settings_from(
+        monkeypatch, {**FAKE_SECRETS, **POD_SETTINGS, **config_env(BASE, PRODUCTION)}
+    )
     topics = set(code_topic_plan(monkeypatch, settings))
     groups = {f"hub.{name}" for name in registry.NAMES}
     docs = k8s_docs(BASE)
@@ -705,7 +763,7 @@ def test_the_production_overlay_renders_consistently(monkeypatch: pytest.MonkeyP
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    settings = settings_from(monkeypatch, {**FAKE_SECRETS, **config["data"]})
+    settings = settings_from(monkeypatch, {**FAKE_SECRETS, **POD_SETTINGS, **config["data"]})
     plan = code_topic_plan(monkeypatch, settings)
     topics = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "KafkaTopic"}
     assert {n: s["partitions"] for n, s in topics.items()} == plan
