@@ -18,7 +18,9 @@ PartnerId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$", examples=["a
 PersonId = Annotated[str, Field(pattern=r"^p_[A-Za-z0-9_-]{16,64}$")]
 BusinessStatus = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+#: Not blank: surrounding whitespace is stripped before the length is checked.
+NOT_BLANK = r"\S"
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=NOT_BLANK)]
 
 SCHEMA_VERSION = "1"
 
@@ -27,8 +29,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+#: Properties of which a person needs at least one (checked by ``PersonIn._identifiable``).
+IDENTIFYING = ("id", "partner_reference", "family_name")
+
+
 class PersonIn(Strict):
     """The client a referral is about: a known hub pseudonym, or the requester's own data."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "not": {"properties": {name: {"type": "null"}}}}
+                for name in IDENTIFYING
+            ]
+        },
+    )
 
     id: PersonId | None = Field(None, description="Hub pseudonym, when the requester knows it.")
     given_name: Name | None = None
@@ -38,12 +55,13 @@ class PersonIn(Strict):
         None,
         min_length=1,
         max_length=64,
+        pattern=NOT_BLANK,
         description="The requester's own identifier (e.g. Matrikelnummer); stays with it.",
     )
 
     @model_validator(mode="after")
     def _identifiable(self) -> PersonIn:
-        if not (self.id or self.partner_reference or self.family_name):
+        if not any(getattr(self, name) for name in IDENTIFYING):
             raise ValueError("person needs id, partner_reference or family_name")
         return self
 

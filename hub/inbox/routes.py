@@ -22,7 +22,7 @@ def read_inbox(
     policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("inbox:read"))],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(pattern=service.CURSOR_PATTERN)] = None,
 ) -> InboxPage:
     """Unacknowledged messages, oldest first; acknowledge each one once it is processed.
 

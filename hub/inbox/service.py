@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -46,6 +47,13 @@ def put(
     )
 
 
+#: An inbox cursor: the id of the last message seen, in ASCII digits. The route's query
+#: parameter declares the same pattern.
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
+#: The largest id the column holds (INTEGER on PostgreSQL): a cursor past it finds nothing.
+MAX_ID = 2**31 - 1
+
+
 def pending(
     session: Session, *, partner_id: str, limit: int, cursor: str | None
 ) -> tuple[list[InboxMessage], str | None]:
@@ -54,9 +62,9 @@ def pending(
         InboxMessage.partner_id == partner_id, InboxMessage.acked_at.is_(None)
     )
     if cursor:
-        if not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
+        if not re.fullmatch(CURSOR_PATTERN, cursor):  # not isdigit(): "²".isdigit() is True
             raise InvalidInput("cursor is not valid", field="cursor")
-        stmt = stmt.where(InboxMessage.id > int(cursor))
+        stmt = stmt.where(InboxMessage.id > min(int(cursor), MAX_ID))
     rows = list(session.scalars(stmt.order_by(InboxMessage.id).limit(limit + 1)))
     if len(rows) > limit:
         return rows[:limit], str(rows[limit - 1].id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ from hub.errors import HubError, IdempotencyConflict, InvalidInput
 from hub.referrals.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+#: Visible ASCII, spaces only inside: HTTP strips a header value's outer whitespace, and a key
+#: must reach the hub as it was sent. The route's header parameter declares the same pattern.
+KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,10 @@ def _in_use() -> IdempotencyConflict:
 
 
 def _check(key: str) -> None:
-    if not key or len(key) > MAX_KEY_LENGTH:
+    if len(key) > MAX_KEY_LENGTH or not re.fullmatch(KEY_PATTERN, key):
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters",
+            field="Idempotency-Key",
         )
 
 

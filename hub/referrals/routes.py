@@ -21,7 +21,14 @@ from hub.api.deps import (
 )
 from hub.partners.models import Partner
 from hub.referrals import service
-from hub.referrals.idempotency import Answer, Repeated, request_hash, run_first
+from hub.referrals.idempotency import (
+    KEY_PATTERN,
+    MAX_KEY_LENGTH,
+    Answer,
+    Repeated,
+    request_hash,
+    run_first,
+)
 from hub.referrals.views import summary_of, view_of
 from schemas.lifecycle import Role, Status
 from schemas.messages import (
@@ -34,7 +41,10 @@ from schemas.messages import (
 
 router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN),
+]
 
 
 @router.post(
