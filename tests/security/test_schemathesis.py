@@ -5,6 +5,17 @@ generated ids and once with ids of objects the caller owns, so that success answ
 checked too. Checks: no 5xx, answers conform to the declared schema, declared content type,
 declared status code. The one exclusion, with its evidence, is ``EXCLUDED_CHECKS``.
 
+Positive data must also be accepted (:func:`positive_refusal`): a request the schema calls
+valid may still be refused for what the schema cannot know (a referral type missing from
+the catalogue, a person or partner the hub does not have, a date in the future: a 422 naming
+that body field; an id that is not the caller's: 404; the state: 409), but never by the
+request's shape: no 400, 413 or 415, no 422 of request validation (its ``errors`` list), no
+422 naming a parameter (the inbox cursor, Idempotency-Key). The one parameter exempt is the
+cursor of ``GET /v1/referrals``: it is a keyset position the hub issued, which, like an id,
+no pattern can tell from a forged one. ``/oauth/token`` is left out of this check: its
+generated requests carry no client authentication (a signed client assertion is nothing a
+generator makes), so RFC 6749's 400 and 401 are its right answers to them.
+
 schemathesis' own pytest integration (``schema.parametrize`` with ``from_fixture``) needs
 a schema at import time or breaks on pytest 9's node ids, and our app needs a database from
 a fixture; so the test drives ``APIOperation.as_strategy`` with Hypothesis itself.
@@ -26,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from hub.api.throttle import TOKEN_PATH
 from tests.hubtest import api_client, make_hub
 from tests.security.support import NO_RATE_LIMITS, World, seed_world
 
@@ -60,6 +72,29 @@ def _owned_ids(world: World) -> dict[str, str]:
     }
 
 
+#: (operation label, parameter) -> why a 422 naming it is not a disagreement with the schema.
+OPAQUE_PARAMETERS = {("GET /v1/referrals", "cursor"): "a keyset position only the hub issues"}
+
+
+def positive_refusal(operation: Any, response: Any) -> str | None:
+    """Why a refusal of a schema-valid request shows the schema and the code disagree, or None."""
+    status = response.status_code
+    if operation.path == TOKEN_PATH:
+        return None
+    if status in (400, 413, 415):
+        return f"{operation.label}: schema-valid request refused with {status}: {response.text}"
+    if status != 422:
+        return None
+    problem = response.json()
+    field = problem.get("field")
+    parameters = {p.name for p in operation.iter_parameters()}
+    if "errors" in problem or (
+        field in parameters and (operation.label, field) not in OPAQUE_PARAMETERS
+    ):
+        return f"{operation.label}: schema-valid request refused with 422: {response.text}"
+    return None
+
+
 def fuzz(operation: Any, headers: dict[str, str], **strategy: Any) -> tuple[int, str | None]:
     """Run one operation's examples; (examples run, the first failure Hypothesis found)."""
     excluded = EXCLUDED_CHECKS.get(operation.label, ([], ""))[0]
@@ -71,7 +106,10 @@ def fuzz(operation: Any, headers: dict[str, str], **strategy: Any) -> tuple[int,
     def run(case: Any) -> None:
         nonlocal runs
         runs += 1
-        case.call_and_validate(headers=headers, checks=checks)
+        response = case.call_and_validate(headers=headers, checks=checks)
+        if strategy.get("generation_mode") == GenerationMode.POSITIVE:
+            refusal = positive_refusal(operation, response)
+            assert refusal is None, refusal
 
     try:
         run()
