@@ -47,6 +47,8 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: A mount is listed with the method "MOUNT".
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/openapi.json"): "the API description partners build clients from; no data",
+    ("GET", "/asyncapi.json"): "the Kafka contract partners build consumers from; no data",
+    ("GET", "/schemas/{name}"): "the JSON Schemas that events' ce_dataschema names; no data",
     ("GET", "/docs"): "Swagger UI over the public API description (no data, no calls of its own)",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI helper page for its OAuth flow; static",
     ("GET", "/redoc"): "ReDoc over the public API description; static",
