@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hub.errors import Conflict, InvalidInput
+from hub.errors import Conflict, InvalidInput, NotFound
 from hub.web.models import StaffAccount, StaffSession
 from schemas.catalogue import Purpose
 
@@ -97,6 +97,65 @@ def add_staff(
     session.add(account)
     session.flush()
     return account
+
+
+def list_staff(session: Session) -> list[StaffAccount]:
+    """Every account, active ones first, by e-mail."""
+    return list(
+        session.scalars(
+            select(StaffAccount).order_by(StaffAccount.active.desc(), StaffAccount.email)
+        )
+    )
+
+
+def find_staff(session: Session, email: str) -> StaffAccount:
+    """The account for ``email`` (any case), or NotFound."""
+    account = session.scalars(
+        select(StaffAccount).where(StaffAccount.email == _normal_email(email))
+    ).first()
+    if account is None:
+        raise NotFound(f"no staff account {email.strip().lower()}")
+    return account
+
+
+def set_active(session: Session, *, email: str, active: bool) -> StaffAccount:
+    """Enable or disable an account; disabling ends its sessions at once. The last active
+    admin cannot be disabled: nobody could enable anyone again from the UI."""
+    account = find_staff(session, email)
+    if not active and account.active and account.role == "admin" and _active_admins(session) <= 1:
+        raise Conflict(f"{account.email} is the last active admin")
+    account.active = active
+    if not active:
+        _end_all_sessions(session, account)
+    return account
+
+
+def reset_password(session: Session, *, email: str, password: str) -> StaffAccount:
+    """Set a new local password, lift a lockout and end the account's sessions."""
+    account = find_staff(session, email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    account.password_hash = hash_password(password)
+    account.failed_logins = 0
+    account.locked_until = None
+    _end_all_sessions(session, account)
+    return account
+
+
+def _active_admins(session: Session) -> int:
+    return len(
+        session.scalars(
+            select(StaffAccount.id).where(
+                StaffAccount.role == "admin", StaffAccount.active.is_(True)
+            )
+        ).all()
+    )
+
+
+def _end_all_sessions(session: Session, account: StaffAccount) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.account_id == account.id))
 
 
 def authenticate(

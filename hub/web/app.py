@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import problems
 from hub.errors import HubError
-from hub.web import dashboard, oidc, operations, routes
+from hub.web import dashboard, oidc, operations, routes, staff_admin
 from hub.web.pages import PREFIX, CsrfRefused, LoginRequired, WrongRole, render
 
 STATIC = Path(__file__).parent / "static"
@@ -67,6 +67,7 @@ def install(app: FastAPI) -> None:
     app.include_router(routes.router)
     app.include_router(dashboard.router)
     app.include_router(operations.router)
+    app.include_router(staff_admin.router)
     app.include_router(oidc.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="staff-static")
     app.add_middleware(StaffHeaders)
