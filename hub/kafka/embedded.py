@@ -74,9 +74,17 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A Tansu broker with memory storage on a loopback port; data dies with the process."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        *,
+        advertised: str | None = None,
+    ) -> None:
         self.port = port if port is not None else free_port()
         self.log_path = log_path
+        #: host:port the broker names in metadata, when clients reach it through a proxy.
+        self.advertised = advertised
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._lock = threading.RLock()
@@ -215,7 +223,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]
