@@ -14,7 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import problems
 from hub.errors import HubError
-from hub.web import dashboard, oidc, operations, routes, staff_admin
+from hub.web import (
+    audit_trail,
+    clients,
+    dashboard,
+    deliveries,
+    login,
+    oidc,
+    partner_admin,
+    referral_pages,
+    staff_admin,
+)
 from hub.web.pages import PREFIX, CsrfRefused, LoginRequired, WrongRole, render
 
 STATIC = Path(__file__).parent / "static"
@@ -63,10 +73,14 @@ class StaffHeaders:
 
 def install(app: FastAPI) -> None:
     """Add the staff UI to the gateway app."""
-    app.state.login_throttle = routes.LoginThrottle(routes.LOGIN_ATTEMPTS_PER_MINUTE)
-    app.include_router(routes.router)
+    app.state.login_throttle = login.LoginThrottle(login.LOGIN_ATTEMPTS_PER_MINUTE)
+    app.include_router(login.router)
+    app.include_router(clients.router)
+    app.include_router(referral_pages.router)
     app.include_router(dashboard.router)
-    app.include_router(operations.router)
+    app.include_router(deliveries.router)
+    app.include_router(partner_admin.router)
+    app.include_router(audit_trail.router)
     app.include_router(staff_admin.router)
     app.include_router(oidc.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="staff-static")

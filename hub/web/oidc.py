@@ -37,9 +37,9 @@ from hub.errors import NotFound
 from hub.settings import Settings
 from hub.web import accounts
 from hub.web.i18n import add_words
+from hub.web.login import LOGIN_CSRF_COOKIE, safe_next, set_cookie
 from hub.web.models import StaffAccount
 from hub.web.pages import PREFIX, SESSION_COOKIE, render
-from hub.web.routes import LOGIN_CSRF_COOKIE, _safe_next, _set_cookie
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -267,7 +267,7 @@ def oidc_start(request: Request, next: str = "") -> Response:
         nonce=secrets.token_urlsafe(32),
         verifier=secrets.token_urlsafe(64),
         redirect_uri=str(request.url_for("oidc_callback")),
-        next=_safe_next(next),
+        next=safe_next(next),
         expires=time.time() + STATE_SECONDS,
     )
     with _client(settings, metadata, flow.redirect_uri) as client:
@@ -278,7 +278,7 @@ def oidc_start(request: Request, next: str = "") -> Response:
             nonce=flow.nonce,
         )
     response = RedirectResponse(url, status_code=303)
-    _set_cookie(
+    set_cookie(
         request, response, STATE_COOKIE, seal(_seal_key(request), flow), max_age=STATE_SECONDS
     )
     return response
@@ -301,7 +301,7 @@ def oidc_callback(request: Request) -> Response:
     except LoginFailed as failure:
         return _refuse(request, failure)
     response = RedirectResponse(flow.next or f"{PREFIX}/", status_code=303)
-    _set_cookie(request, response, SESSION_COOKIE, token, max_age=accounts.SESSION_HOURS * 3600)
+    set_cookie(request, response, SESSION_COOKIE, token, max_age=accounts.SESSION_HOURS * 3600)
     response.delete_cookie(STATE_COOKIE, path=PREFIX)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
@@ -471,6 +471,6 @@ def _refuse(request: Request, failure: LoginFailed) -> Response:
         error=failure.message,
         status_code=failure.status,
     )
-    _set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
     response.delete_cookie(STATE_COOKIE, path=PREFIX)
     return response

@@ -26,6 +26,8 @@ LANG_COOKIE = "hub_lang"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PREFIX = "/staff"
+#: Roles that work with clients' personal data (the timeline and referrals).
+CASE_ROLES = ("caseworker", "team_lead")
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.autoescape = True  # partner-supplied text is always shown escaped

@@ -29,7 +29,7 @@ from hub.events.models import ProcessedEvent
 from hub.outbox.models import OutboxEvent
 from hub.partners.models import OAuthClient, Partner
 from hub.runtime import build_sequencer
-from hub.web import operations
+from hub.web import deliveries
 from hub.web.accounts import add_staff
 from tests.hubtest import make_hub
 from tests.staffweb import PASSWORD, csrf_of, log_in, staff_client
@@ -531,8 +531,8 @@ def test_replay_a_dead_letter_once_per_click_and_audited(
     ops_hub.settings.kafka_bootstrap_servers = "kafka.test:9092"
     waiting, done = str(uuid.uuid4()), str(uuid.uuid4())
     letters = [letter(waiting, offset=0), letter(done, offset=1)]
-    monkeypatch.setattr(operations, "probe", lambda *_a, **_k: True)
-    monkeypatch.setattr(dlq, "read_all", lambda bootstrap, settings: letters)
+    monkeypatch.setattr(deliveries, "probe", lambda *_a, **_k: True)
+    monkeypatch.setattr(dlq, "read_all", lambda bootstrap, settings, **_k: letters)
     with unit_of_work(ops_hub.session_factory) as session:
         session.add(ProcessedEvent(consumer="delivery.ude", event_id=done))
     token = login(browser, "lead@duisburg.de")

@@ -1,0 +1,228 @@
+"""Staff pages: client search and the client's timeline across partners.
+
+Each handler parses, calls services, and renders; purpose separation is the timeline
+service's, the same the partner API uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.crypto.fields import open_value
+from hub.errors import NotFound
+from hub.partners.models import Partner
+from hub.people import visibility
+from hub.people.models import Person
+from hub.timeline.models import TimelineEntry
+from hub.timeline.service import timeline_for_staff, visible_purposes
+from hub.web import accounts
+from hub.web.accounts import Staff
+from hub.web.acting import may_see_person, types_staff_may_request
+from hub.web.pages import (
+    CASE_ROLES,
+    PREFIX,
+    render,
+    require,
+    viewing,
+)
+from schemas.cloudevents import TYPE_PREFIX
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+#: Timeline entries a page shows at first, per "show more", and at most (then: filter).
+TIMELINE_PAGE = 500
+TIMELINE_MOST = 5_000
+
+
+# ---------------------------------------------------------------------- search
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, staff: Staff = Depends(require(*accounts.ROLES))) -> Response:
+    if staff.role in CASE_ROLES:
+        return RedirectResponse(f"{PREFIX}/search", status_code=303)
+    target = {"dpo": "audit", "admin": "partners"}.get(staff.role, "dashboard")
+    return RedirectResponse(f"{PREFIX}/{target}", status_code=303)
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, q: str = "", staff: Staff = Depends(require(*CASE_ROLES))) -> Response:
+    query = q.strip()[:100]
+    results: list[dict[str, Any]] = []
+    if query:
+        with viewing(
+            request,
+            staff,
+            action="staff.person_search",
+            details={"kind": "id" if query.startswith("p_") else "reference"},
+        ) as session:
+            results = _find_people(session, request, staff, query)
+    return render(request, "search.html", staff=staff, q=query, results=results)
+
+
+def _find_people(
+    session: Session, request: Request, staff: Staff, query: str
+) -> list[dict[str, Any]]:
+    found = visibility.find_people(
+        session, query=query, purposes=staff.purposes, catalogue=request.app.state.catalogue
+    )
+    return [{"id": person_id, "matched_by": matched_by} for person_id, matched_by in found]
+
+
+# ---------------------------------------------------------------------- timeline
+
+
+@router.get("/people/{person_id}", response_class=HTMLResponse)
+def person_page(
+    request: Request,
+    person_id: str,
+    order: str = "desc",
+    partner: str = "",
+    type: str = "",
+    purpose: str = "",
+    shown: int = TIMELINE_PAGE,
+    staff: Staff = Depends(require(*CASE_ROLES)),
+) -> Response:
+    filters, shown = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, shown, "person.html")
+
+
+@router.get("/people/{person_id}/entries", response_class=HTMLResponse)
+def person_entries(
+    request: Request,
+    person_id: str,
+    order: str = "desc",
+    partner: str = "",
+    type: str = "",
+    purpose: str = "",
+    shown: int = TIMELINE_PAGE,
+    staff: Staff = Depends(require(*CASE_ROLES)),
+) -> Response:
+    """The entry list alone, polled by the page so new events appear without a reload."""
+    filters, shown = _timeline_filters(order, partner, type, purpose, shown)
+    return _timeline(request, staff, person_id, filters, shown, "_entries.html")
+
+
+def _timeline_filters(
+    order: str, partner: str, event_type: str, purpose: str, shown: int
+) -> tuple[dict[str, str], int]:
+    """The page's query, normalised (``shown`` in it only past the first page), and how
+    many entries to show."""
+    shown = min(max(shown, TIMELINE_PAGE), TIMELINE_MOST)
+    filters = {
+        "order": "asc" if order == "asc" else "desc",
+        "partner": partner,
+        "type": event_type,
+        "purpose": purpose,
+        "shown": str(shown) if shown > TIMELINE_PAGE else "",
+    }
+    return filters, shown
+
+
+def _timeline(
+    request: Request,
+    staff: Staff,
+    person_id: str,
+    filters: dict[str, str],
+    shown: int,
+    template: str,
+) -> Response:
+    purpose = filters["purpose"]
+    with viewing(
+        request,
+        staff,
+        action="staff.timeline_viewed",
+        person_id=person_id,
+        purpose=purpose or None,
+        details={"purposes": sorted(staff.purposes)},
+    ) as session:
+        if not may_see_person(session, request, staff, person_id):
+            raise NotFound(f"no person {person_id} in your purpose domains")
+        entries = timeline_for_staff(
+            session,
+            person_id=person_id,
+            purposes=staff.purposes,
+            partner=filters["partner"] or None,
+            event_type=filters["type"] or None,
+            purpose=purpose or None,
+            newest_first=filters["order"] == "desc",
+            limit=shown + 1,  # one more tells whether there is more
+        )
+        more = len(entries) > shown
+        context: dict[str, Any] = {
+            "person_id": person_id,
+            "entries": [_entry_view(e) for e in entries[:shown]],
+            "filters": filters,
+            "query": _query(filters),
+            "shown": shown,
+            "more_query": _query(filters | {"shown": str(shown + TIMELINE_PAGE)})
+            if more and shown < TIMELINE_MOST
+            else None,
+            "more": more,
+        }
+        if template == "person.html":
+            context |= _person_context(session, request, staff, person_id)
+    return render(request, template, staff=staff, **context)
+
+
+def _person_context(
+    session: Session, request: Request, staff: Staff, person_id: str
+) -> dict[str, Any]:
+    person = session.get(Person, person_id)
+    visible = visible_purposes(session, person_id=person_id, purposes=staff.purposes)
+    refs = visibility.visible_referrals(
+        session, person_id=person_id, purposes=staff.purposes, catalogue=request.app.state.catalogue
+    )
+    partners = list(session.scalars(select(Partner).order_by(Partner.id)))
+    name = None
+    if person is not None:
+        given = open_value(session, person_id, person.given_name)
+        family = open_value(session, person_id, person.family_name)
+        name = " ".join(v for v in (given, family) if v) or None
+    return {
+        "name": name,
+        "referrals": refs,
+        "partners": partners,
+        "event_types": {f"{TYPE_PREFIX}{kind}.v1": f"event.{kind}" for kind in _EVENT_KINDS},
+        "purposes": sorted(visible),
+        "new_types": types_staff_may_request(session, request, staff),
+    }
+
+
+_EVENT_KINDS = (
+    "referral.requested",
+    "referral.status-changed",
+    "referral.deadline-due",
+    "referral.delivered",
+    "referral.delivery-failed",
+    "consent.granted",
+    "consent.withdrawn",
+    "person.erased",
+)
+
+
+def _entry_view(entry: TimelineEntry) -> dict[str, Any]:
+    short = entry.event_type.removeprefix(TYPE_PREFIX).removesuffix(".v1")
+    return {
+        "id": entry.id,
+        "kind": short,
+        "referral_id": entry.referral_id,
+        "referral_type": entry.referral_type,
+        "source": entry.source_partner,
+        "status": entry.status,
+        "business_status": entry.business_status,
+        "purpose": entry.purpose,
+        "legal_basis": entry.legal_basis,
+        "occurred_at": entry.occurred_at,
+        "recorded_at": entry.recorded_at,
+    }
+
+
+def _query(filters: dict[str, str]) -> str:
+    return "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
