@@ -98,6 +98,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "referral.clock.due": ("fällig am", "due on"),
     "referral.clock.left": ("verbleibend", "time left"),
     "referral.clock.suggestion": ("Vorschlag zur Bestätigung", "Suggestion to confirm"),
+    "referral.clock.days": ("{n} Tage", "{n} days"),
     "referral.noclocks": ("Keine Fristen.", "No deadlines."),
     "referral.holds": ("Zurückgehaltene Zustellungen", "Held deliveries"),
     "referral.notes": ("Notizen", "Notes"),
@@ -107,6 +108,9 @@ _WORDS: dict[str, tuple[str, str]] = {
     "referral.cancel.reason": ("Grund", "Reason"),
     "referral.new": ("Neue Überweisung", "New referral"),
     "referral.new.submit": ("Überweisen", "Refer"),
+    "referral.new.choose": ("Art wählen", "Choose type"),
+    "answer.yes": ("ja", "yes"),
+    "answer.no": ("nein", "no"),
     "referral.created": ("Überweisung angelegt.", "Referral created."),
     "referral.not_yours": (
         "Nur Überweisungen des Talent Centers können hier geändert werden.",

@@ -5,21 +5,24 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record as audit
 from hub.db import unit_of_work, utcnow
-from hub.web import accounts
+from hub.web import accounts, wording
 from hub.web.accounts import Staff
 from hub.web.i18n import pick_language, translate
+from hub.web.wording import BERLIN as BERLIN
+from hub.web.wording import PartnerNames
 
 SESSION_COOKIE = "hub_staff"
 LANG_COOKIE = "hub_lang"
@@ -31,14 +34,20 @@ CASE_ROLES = ("caseworker", "team_lead")
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.autoescape = True  # partner-supplied text is always shown escaped
-BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def _local(moment: datetime) -> str:
-    return moment.astimezone(BERLIN).strftime("%d.%m.%Y %H:%M")
+@pass_context
+def _local(context: Context, moment: datetime) -> str:
+    return wording.moment(moment, context.get("lang", "de"))
+
+
+@pass_context
+def _day(context: Context, value: date) -> str:
+    return wording.day(value, context.get("lang", "de"))
 
 
 templates.env.filters["local"] = _local
+templates.env.filters["day"] = _day
 
 
 class LoginRequired(Exception):
@@ -76,6 +85,9 @@ def render(
     def t(key: str, **values: object) -> str:
         return translate(key, lang, **values)
 
+    def label(kind: str, code: str | None) -> str:
+        return wording.label(lang, kind, code)
+
     return templates.TemplateResponse(
         request,
         template,
@@ -83,12 +95,23 @@ def render(
             "staff": staff,
             "lang": lang,
             "t": t,
+            "label": label,
+            "partner_name": partner_names(request),
             "csrf_token": staff.csrf_token if staff else getattr(request.state, "login_csrf", ""),
             "prefix": PREFIX,
             **context,
         },
         status_code=status_code,
     )
+
+
+def partner_names(request: Request) -> PartnerNames:
+    """The request's partner names, read from the database at most once per request."""
+    names = getattr(request.state, "partner_names", None)
+    if names is None:
+        names = PartnerNames(request.app.state.session_factory)
+        request.state.partner_names = names
+    return names
 
 
 def current_staff(request: Request) -> Staff:

@@ -1,0 +1,58 @@
+"""Labels, partner names and dates as a caseworker reads them, in the page's language.
+
+Every staff page shows the catalogue's labels (schemas/labels.py) instead of its codes, the
+partners' names instead of their ids, and moments to the minute in Duisburg's time zone
+written the reader's way (``03.12.2026, 14:05`` or ``3 Dec 2026, 14:05``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.partners.models import Partner
+from schemas.labels import label as catalogue_label
+
+BERLIN = ZoneInfo("Europe/Berlin")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def day(value: date, lang: str) -> str:
+    """A calendar date: ``03.12.2026`` in German, ``3 Dec 2026`` in English."""
+    if lang == "de":
+        return f"{value.day:02d}.{value.month:02d}.{value.year}"
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def moment(value: datetime, lang: str) -> str:
+    """A moment to the minute in Duisburg's time: ``03.12.2026, 14:05``."""
+    at = value.astimezone(BERLIN)
+    return f"{day(at.date(), lang)}, {at.hour:02d}:{at.minute:02d}"
+
+
+def label(lang: str, kind: str, code: str | None) -> str:
+    """The catalogue's label of ``code`` (``kind`` is ``type``, ``status``, ``business`` …)."""
+    if not code:
+        return ""
+    return catalogue_label(lang, f"{kind}.{code}", code)
+
+
+class PartnerNames:
+    """Partner id -> display name, read once the first time a page asks (per request)."""
+
+    def __init__(self, session_factory: sessionmaker[Session] | Callable[[], Session]) -> None:
+        self._session_factory = session_factory
+        self._names: dict[str, str] | None = None
+
+    def __call__(self, partner_id: str | None) -> str:
+        if not partner_id:
+            return ""
+        if self._names is None:
+            with self._session_factory() as session:
+                rows = session.execute(select(Partner.id, Partner.name))
+                self._names = {partner_id: name for partner_id, name in rows}
+        return self._names.get(partner_id, partner_id)
