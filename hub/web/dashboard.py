@@ -22,9 +22,11 @@ from hub.db import unit_of_work, utcnow
 from hub.deadlines.service import overdue_counts
 from hub.partners.models import Partner
 from hub.referrals.models import Referral, StatusHistory
+from hub.web import wording
 from hub.web.accounts import Staff
 from hub.web.i18n import add_words, translate
-from hub.web.pages import BERLIN, PREFIX, lang_of, render, require, viewing
+from hub.web.pages import PREFIX, lang_of, render, require, viewing
+from hub.web.wording import BERLIN
 from schemas.lifecycle import TERMINAL, Status
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -59,6 +61,19 @@ add_words(
         ),
         "dashboard.as_of": ("Stand: {at}", "As of {at}"),
         "dashboard.csv": ("Als CSV herunterladen", "Download as CSV"),
+        "dashboard.csv.codes": (
+            "CSV mit Kennungen statt Bezeichnungen (für Auswertungen)",
+            "CSV with ids instead of labels (for analysis)",
+        ),
+        "dashboard.csv.section": ("Bereich", "Section"),
+        "dashboard.csv.key": ("Merkmal", "Category"),
+        "dashboard.csv.value": ("Anzahl", "Count"),
+        "dashboard.csv.open": ("offen nach Stand", "open by status"),
+        "dashboard.csv.age": ("offen nach Alter", "open by age"),
+        "dashboard.csv.overdue": ("überfällige Fristen", "overdue deadlines"),
+        "dashboard.csv.throughput-created": ("angelegt", "created"),
+        "dashboard.csv.throughput-closed": ("abgeschlossen", "closed"),
+        "dashboard.week.from": ("KW {n} ab {day}", "W{n} from {day}"),
         "dashboard.same_numbers": (
             "Die gleichen Zahlen stehen in der Tabelle daneben.",
             "The same numbers are in the table next to it.",
@@ -273,11 +288,40 @@ def _cell(text: str) -> str:
 
 
 def as_csv(figures: Backlog) -> str:
+    """The figures with the catalogue's ids, for a spreadsheet or a script."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "partner", "key", "value"])
     for section, partner, key, value in csv_rows(figures):
         writer.writerow([section, _cell(partner), _cell(key), value])
+    return out.getvalue()
+
+
+def as_labelled_csv(figures: Backlog, lang: str) -> str:
+    """The same rows as ``as_csv`` in words: partner names and labels in ``lang``."""
+
+    def t(key: str, **values: object) -> str:
+        return translate(key, lang, **values)
+
+    weeks = {
+        w.label: t("dashboard.week.from", n=w.number, day=wording.day(w.start, lang))
+        for w in figures.weeks
+    }
+    keys: dict[str, Callable[[str], str]] = {
+        "open": lambda k: wording.label(lang, "status", k),
+        "age": lambda k: t("dashboard.age." + k),
+        "overdue": lambda k: wording.label(lang, "type", k),
+        "throughput-created": weeks.__getitem__,
+        "throughput-closed": weeks.__getitem__,
+    }
+    out = io.StringIO()
+    writer = csv.writer(out)
+    heads = ("dashboard.csv.section", "dashboard.partner", "dashboard.csv.key")
+    writer.writerow([*(t(h) for h in heads), t("dashboard.csv.value")])
+    for section, partner, key, value in csv_rows(figures):
+        name = figures.partner_names.get(partner, partner)
+        label = keys[section](key)
+        writer.writerow([t("dashboard.csv." + section), _cell(name), _cell(label), value])
     return out.getvalue()
 
 
@@ -398,36 +442,49 @@ def _throughput_chart(weeks: list[Week], t: Translate) -> Chart:
     )
 
 
-def charts(figures: Backlog, t: Translate) -> dict[str, Chart]:
+def charts(figures: Backlog, t: Translate, lang: str = "de") -> dict[str, Chart]:
     """The four charts of the page, in the viewer's language."""
-    statuses = {s: (t("status." + s), STATUS_COLOURS[s]) for s in OPEN_STATUSES}
+    names = figures.partner_names
+    statuses = {s: (wording.label(lang, "status", s), STATUS_COLOURS[s]) for s in OPEN_STATUSES}
     ages = {a: (t("dashboard.age." + a), AGE_COLOURS[a]) for a in AGE_KEYS}
     overdue = {"count": (t("dashboard.overdue.count"), BAD)}
     return {
         "open": _bars(
             "chart-open",
             t("dashboard.open.chart"),
-            [Row(p, p, counts) for p, counts in figures.open.items()],
+            [Row(names.get(p, p), p, counts) for p, counts in figures.open.items()],
             statuses,
             t,
         ),
         "age": _bars(
             "chart-age",
             t("dashboard.age.chart"),
-            [Row(p, p, counts) for p, counts in figures.ages.items()],
+            [Row(names.get(p, p), p, counts) for p, counts in figures.ages.items()],
             ages,
             t,
         ),
         "overdue": _bars(
             "chart-overdue",
             t("dashboard.overdue.chart"),
-            [Row(f"{p} · {rt}", f"{p}/{rt}", {"count": n}) for p, rt, n in figures.overdue],
+            [
+                Row(
+                    f"{_short(names.get(p, p))} · {_short(wording.label(lang, 'type', rt))}",
+                    f"{p}/{rt}",
+                    {"count": n},
+                )
+                for p, rt, n in figures.overdue
+            ],
             overdue,
             t,
             label_width=300,
         ),
         "throughput": _throughput_chart(figures.weeks, t),
     }
+
+
+def _short(text: str, most: int = 22) -> str:
+    """A label cut to fit beside a bar (the table next to the chart has it in full)."""
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
 
 
 # ---------------------------------------------------------------------- routes
@@ -447,21 +504,28 @@ def dashboard(request: Request, staff: Staff = Depends(require(*ROLES))) -> Resp
         "dashboard.html",
         staff=staff,
         figures=figures,
-        charts=charts(figures, t),
+        charts=charts(figures, t, lang),
         open_statuses=OPEN_STATUSES,
         age_keys=AGE_KEYS,
     )
 
 
 @router.get("/dashboard.csv")
-def dashboard_csv(request: Request, staff: Staff = Depends(require(*ROLES))) -> Response:
+def dashboard_csv(
+    request: Request, format: str = "", staff: Staff = Depends(require(*ROLES))
+) -> Response:
+    """The figures in words for people, or with ids (``?format=codes``) for scripts."""
     with viewing(request, staff, action="staff.dashboard_exported") as session:
         figures = backlog(session, now=utcnow())
     day = figures.now.astimezone(BERLIN).date().isoformat()
+    codes = format == "codes"
+    suffix = "-codes" if codes else ""
     return Response(
-        as_csv(figures),
+        as_csv(figures) if codes else as_labelled_csv(figures, lang_of(request)),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="talent-hub-backlog-{day}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="talent-hub-backlog-{day}{suffix}.csv"'
+        },
     )
 
 

@@ -202,12 +202,12 @@ def test_the_csv_export_has_the_same_numbers(
 ) -> None:
     login(browser, "admin@duisburg.de")
     data = browser.get("/staff/dashboard.json").json()
-    r = browser.get("/staff/dashboard.csv")
+    r = browser.get("/staff/dashboard.csv?format=codes")
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
     day = utcnow().astimezone(BERLIN).date().isoformat()
     assert r.headers["content-disposition"] == (
-        f'attachment; filename="talent-hub-backlog-{day}.csv"'
+        f'attachment; filename="talent-hub-backlog-{day}-codes.csv"'
     )
     rows = list(csv.reader(io.StringIO(r.text)))
     assert rows[0] == ["section", "partner", "key", "value"]
@@ -223,6 +223,37 @@ def test_the_csv_export_has_the_same_numbers(
     assert got == want
     assert len(rows) - 1 == len(want) == 15 + 12 + 2 + 16
     assert got[("age", "ihk-fosa", "over-90")] == 1
+
+
+def test_the_csv_for_people_has_labels_and_the_same_numbers(
+    browser: TestClient, backlog_data: dict[str, Any]
+) -> None:
+    login(browser, "admin@duisburg.de")
+    codes = list(csv.reader(io.StringIO(browser.get("/staff/dashboard.csv?format=codes").text)))
+    r = browser.get("/staff/dashboard.csv")
+    assert r.status_code == 200
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == ["Bereich", "Ausführender Partner", "Merkmal", "Anzahl"]
+    assert [row[3] for row in rows[1:]] == [row[3] for row in codes[1:]]
+    assert [
+        "überfällige Fristen",
+        "IHK FOSA - Foreign Skills Approval",
+        "Anerkennung einer ausländischen Berufsqualifikation",
+        "2",
+    ] in rows
+    assert ["offen nach Alter", "IHK FOSA - Foreign Skills Approval", "über 90 Tage", "1"] in rows
+    text = r.text
+    for code in ("ihk-fosa", "recognition.assessment", "in-progress", "over-90", "-W"):
+        assert code not in text, code
+    browser.get("/staff/lang/en?next=/staff/dashboard")
+    english = list(csv.reader(io.StringIO(browser.get("/staff/dashboard.csv").text)))
+    assert english[0] == ["Section", "Performing partner", "Category", "Count"]
+    assert [
+        "open by status",
+        "Amt für Integration und Einwanderungsservice Duisburg",
+        "in progress",
+        "1",
+    ] in english
 
 
 def test_the_page_shows_charts_and_tables_and_is_audited(
