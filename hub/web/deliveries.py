@@ -12,9 +12,10 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db import unit_of_work
+from hub.db import unit_of_work, utcnow
 from hub.deadletters import service as deadletters
 from hub.deadletters.service import DeadLetter
+from hub.deliveries.health import assess
 from hub.deliveries.models import DeliveryState
 from hub.deliveries.service import consumer_name
 from hub.errors import HubError
@@ -137,20 +138,33 @@ def _delivery_row(session: Session, settings: Settings, partner: Partner) -> dic
             RoutingHold.recipient == partner.id, RoutingHold.released_at.is_(None)
         )
     )
+    lag = _lag(session, settings, partner.id)
+    paused = bool(state and state.paused)
+    failures = state.consecutive_failures if state else 0
+    last_success = max(successes) if successes else None
+    health = assess(
+        active=partner.active,
+        paused=paused,
+        failures=failures,
+        lag=lag,
+        last_success=last_success,
+        now=utcnow(),
+    )
     return {
         "id": partner.id,
         "name": partner.name,
+        "health": health,
         "mode": partner.delivery_mode,
         "active": partner.active,
-        "paused": bool(state and state.paused),
+        "paused": paused,
         "paused_since": state.paused_since if state else None,
-        "failures": state.consecutive_failures if state else 0,
-        "last_success": max(successes) if successes else None,
+        "failures": failures,
+        "last_success": last_success,
         "last_error": state.last_error if state else None,
         "delivered": state.delivered if state else 0,
         "dead_lettered": state.dead_lettered if state else 0,
         "held": held or 0,
-        "lag": _lag(session, settings, partner.id),
+        "lag": lag,
     }
 
 

@@ -37,7 +37,35 @@ add_words(
         "ops.mode.push": ("Push (der Hub sendet)", "Push (the hub sends)"),
         "ops.mode.pull": ("Pull (der Partner ruft ab)", "Pull (the partner fetches)"),
         "ops.state": ("Zustand", "State"),
-        "ops.healthy": ("in Ordnung", "healthy"),
+        "ops.health.level.ok": ("in Ordnung", "healthy"),
+        "ops.health.level.warning": ("Warnung", "warning"),
+        "ops.health.level.bad": ("gestört", "not delivering"),
+        "ops.health.level.inactive": ("inaktiv", "inactive"),
+        "ops.health.ok": ("Nichts wartet auf Zustellung.", "Nothing is waiting to be delivered."),
+        "ops.health.moving": (
+            "{lag} Ereignisse warten; Zustellungen kommen an.",
+            "{lag} events waiting; deliveries are getting through.",
+        ),
+        "ops.health.inactive": (
+            "Der Partner ist deaktiviert und erhält nichts.",
+            "The partner is deactivated and receives nothing.",
+        ),
+        "ops.health.paused": (
+            "Zustellung pausiert nach {failures} Fehlversuchen in Folge.",
+            "Delivery paused after {failures} failed attempts in a row.",
+        ),
+        "ops.health.never": (
+            "{lag} Ereignisse warten, und noch keine Zustellung ist je gelungen.",
+            "{lag} events waiting, and no delivery has ever succeeded.",
+        ),
+        "ops.health.stale": (
+            "{lag} Ereignisse warten; letzte erfolgreiche Zustellung vor {minutes} Minuten.",
+            "{lag} events waiting; last successful delivery {minutes} minutes ago.",
+        ),
+        "ops.health.failing": (
+            "{failures} Fehlversuche in Folge; noch nicht pausiert.",
+            "{failures} failed attempts in a row; not paused yet.",
+        ),
         "ops.paused": (
             "pausiert seit {since}, {failures} Fehlversuche in Folge",
             "paused since {since}, {failures} failed attempts in a row",

@@ -171,12 +171,34 @@ def test_deliveries_show_state_and_lag_and_say_when_kafka_is_down(
     login(browser, "lead@duisburg.de")
     page = browser.get("/staff/deliveries")
     assert page.status_code == 200
-    row = re.search(r'<span class="mono">ude</span></th>(.*?)</tr>', page.text, re.S)
+    row = re.search(r'<code class="id">ude</code></th>(.*?)</tr>', page.text, re.S)
     assert row, page.text
     assert "pausiert seit" in row.group(1) and "3 Fehlversuche" in row.group(1)
     assert re.search(r"<td>1</td>", row.group(1)), "one routed event not yet delivered"
     assert "HTTP 503 &lt;from ude&gt;" in row.group(1)
     assert "Kafka nicht erreichbar" in page.text
+
+
+def test_a_backlog_never_delivered_is_not_shown_as_healthy(
+    browser: TestClient, ops_hub: Any
+) -> None:
+    topic = ops_hub.settings.deliveries_topic("ude")
+    with unit_of_work(ops_hub.session_factory) as session:
+        session.add_all(
+            OutboxEvent(event_id=str(uuid.uuid4()), topic=topic, headers=[], value="{}")
+            for _ in range(85)
+        )
+    login(browser, "lead@duisburg.de")
+    page = browser.get("/staff/deliveries")
+    row = re.search(r'<code class="id">ude</code></th>(.*?)</tr>', page.text, re.S)
+    assert row, page.text
+    assert "in Ordnung" not in row.group(1)
+    assert "gestört" in row.group(1) and "h-bad" in row.group(1)
+    assert "85 Ereignisse warten, und noch keine Zustellung ist je gelungen." in row.group(1)
+    amt = re.search(r'<code class="id">amt</code></th>(.*?)</tr>', page.text, re.S)
+    assert amt and "in Ordnung" in amt.group(1), "nothing waits for the Amt"
+    english = browser.get("/staff/lang/en?next=/staff/deliveries").text
+    assert "85 events waiting, and no delivery has ever succeeded." in english
 
 
 @pytest.fixture
