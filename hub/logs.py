@@ -20,8 +20,9 @@ from opentelemetry import trace
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 REDACTED = "[redacted]"
-#: Loggers that would print URLs, headers, SQL parameters or result rows at DEBUG/INFO.
-QUIET_LOGGERS = ("kafka", "httpx", "httpcore", "hpack", "sqlalchemy", "authlib")
+#: Loggers that would print URLs, headers, SQL parameters or result rows at DEBUG/INFO, and
+#: Alembic its context at INFO (``hub migrate`` says itself which schema it reached).
+QUIET_LOGGERS = ("kafka", "httpx", "httpcore", "hpack", "sqlalchemy", "authlib", "alembic")
 
 _SENSITIVE = (
     r"access_token|refresh_token|id_token|client_secret|client_assertion|password|passwd"

@@ -13,14 +13,17 @@ from hub.db import unit_of_work
 
 
 def _hub() -> Hub:
-    from hub import cli
+    from hub.cli.common import settings_from_env
 
-    return bootstrap(cli._settings())
+    return bootstrap(settings_from_env())
 
 
 @click.group()
 def audit() -> None:
-    """Check and read the audit log; prove a record's inclusion; manage its signing key."""
+    """Check, prove and sign the audit log.
+
+    Check and read the audit log; prove a record's inclusion; manage its signing key.
+    """
 
 
 @audit.command("verify")
@@ -32,7 +35,9 @@ def audit() -> None:
 )
 @click.option("--key", "keys", multiple=True, help="Trust only this verifier key (repeatable).")
 def audit_verify(checkpoint_file: Path | None, keys: tuple[str, ...]) -> None:
-    """Rebuild the tree from the leaves and check every signed checkpoint; exit 1 and name
+    """Check the whole audit log; exit 1 on the first failure.
+
+    Rebuild the tree from the leaves and check every signed checkpoint; exit 1 and name
     the first leaf or checkpoint that fails."""
     from hub.audit.note import NoteError, VerifierKey
     from hub.audit.verify import verify
@@ -84,7 +89,10 @@ def audit_show(person: str | None, limit: int) -> None:
 @audit.command("prove")
 @click.argument("leaf", type=click.IntRange(min=0))
 def audit_prove(leaf: int) -> None:
-    """Print, as JSON, an inclusion proof of leaf LEAF against the newest signed checkpoint."""
+    """Print an inclusion proof of one leaf.
+
+    Print, as JSON, an inclusion proof of leaf LEAF against the newest signed checkpoint.
+    """
     from hub.audit.verify import prove
 
     hub = _hub()
@@ -98,7 +106,10 @@ def audit_prove(leaf: int) -> None:
 
 @audit.command("keys")
 def audit_keys() -> None:
-    """Print every audit verifier key, oldest first; the last one signs new checkpoints."""
+    """Print every audit verifier key.
+
+    Print every audit verifier key, oldest first; the last one signs new checkpoints.
+    """
     from hub.audit.keys import published_keys
 
     hub = _hub()
@@ -114,7 +125,10 @@ def audit_keys() -> None:
 
 @audit.command("rotate-key")
 def audit_rotate_key() -> None:
-    """Make a new signing key; the old one is retired but stays published."""
+    """Make a new audit signing key.
+
+    Make a new signing key; the old one is retired but stays published.
+    """
     from hub.audit.keys import create_key
 
     hub = _hub()
@@ -133,14 +147,18 @@ def audit_rotate_key() -> None:
     help="Most records numbered under one checkpoint.",
 )
 def audit_sequence(once: bool, batch_size: int) -> None:
-    """Run the sequencer: number committed records and sign checkpoints (one leader)."""
-    from hub import cli, runtime
+    """Run the audit log's sequencer.
+
+    Run the sequencer: number committed records and sign checkpoints (one leader).
+    """
+    from hub import runtime
+    from hub.cli.common import run_until_signal
 
     hub = _hub()
     sequencer = runtime.build_sequencer(hub)
     sequencer.batch_size = batch_size
     if not once:
-        cli._run_until_signal(sequencer.run)
+        run_until_signal(sequencer.run)
         return
     total = 0
     while (batch := sequencer.step()).leaves:
