@@ -33,7 +33,11 @@ from tests.hubtest import STUDENT_REFERRAL, Partners
 NOTE = "Bitte den Pass zur Abholung mitbringen"
 STAFF_NOTE = "Rückruf vereinbart für Dienstag"
 EVIDENCE = "ITC-Beratung 2027/0815"
-RAW = re.compile(r"residence\.student|PERMIT_GRANTED|payload\.|\d{2}:\d{2}:\d{2}\.\d{6}|\dT\d")
+# Codes, payload keys and ISO timestamps; ids are random base64 and may hold "9T7", so the
+# timestamp pattern needs the date in front.
+RAW = re.compile(
+    r"residence\.student|PERMIT_GRANTED|payload\.|\d{2}:\d{2}:\d{2}\.\d{6}|\d{4}-\d{2}-\d{2}T\d{2}"
+)
 # A heading of each Art. 15(1) section, per language: recipients, rights, complaint.
 ART15 = {
     "de": ("Empfänger", "Recht auf Berichtigung", "Aufsichtsbehörde"),
@@ -181,14 +185,16 @@ def test_the_command_writes_0600_and_refuses_to_overwrite(
     hub_and_partners: tuple[Hub, Partners],
     client: TestClient,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hub, partners = hub_and_partners
     ids = went_through_a_referral(hub, client, partners)
-    monkeypatch.setattr(cli, "_settings", lambda: hub.settings)
+    env = {
+        "HUB_DATABASE_URL": hub.settings.database_url,
+        "HUB_DATA_DIR": str(hub.settings.data_dir),
+    }
     out = tmp_path / "reports"
     args = ["people", "export", ids["pid"], "--out", str(out), "--language", "tr"]
-    first = CliRunner().invoke(cli.main, args)
+    first = CliRunner().invoke(cli.main, args, env=env)
     assert first.exit_code == 0, first.output
     files = sorted(out.iterdir())
     assert [f.suffix for f in files] == [".html", ".json"]
@@ -196,8 +202,8 @@ def test_the_command_writes_0600_and_refuses_to_overwrite(
     assert 'lang="tr"' in files[0].read_text("utf-8")
     assert json.loads(files[1].read_text("utf-8"))["language"] == "tr"
 
-    again = CliRunner().invoke(cli.main, args)
+    again = CliRunner().invoke(cli.main, args, env=env)
     assert again.exit_code != 0 and "--force" in again.output
-    forced = CliRunner().invoke(cli.main, [*args, "--force"])
+    forced = CliRunner().invoke(cli.main, [*args, "--force"], env=env)
     assert forced.exit_code == 0, forced.output
     assert {stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == {0o600}
