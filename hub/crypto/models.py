@@ -25,3 +25,18 @@ class PersonKey(Base):
     master_key_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BlindIndexKey(Base):
+    """The HMAC key of the people search's blind index, wrapped by a master key.
+
+    One row. The key never leaves memory in clear: without it the index rows are digests of
+    nothing anyone can recompute, even with a list of every name in Germany.
+    """
+
+    __tablename__ = "blind_index_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

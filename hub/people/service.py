@@ -12,6 +12,7 @@ from hub.crypto.keystore import expect_new
 from hub.crypto.models import PersonKey
 from hub.db import insert_if_absent, table_of, utcnow
 from hub.errors import Conflict, InvalidInput
+from hub.people.index import forget, index_person
 from hub.people.models import Person, PersonReference
 from schemas.messages import PersonIn
 
@@ -94,6 +95,13 @@ def _create(session: Session, person: PersonIn) -> Person:
         "created_at": utcnow(),
     }
     session.execute(_INSERT_PERSON, values)
+    index_person(
+        session,
+        person_id=pid,
+        given_name=person.given_name,
+        family_name=person.family_name,
+        birth_date=birth,
+    )
     # Known to the session as the row just written, without reading it back.
     created = Person(**values)
     make_transient_to_detached(created)
@@ -103,6 +111,7 @@ def _create(session: Session, person: PersonIn) -> Person:
 
 def _discard(session: Session, person: Person) -> None:
     session.expunge(person)
+    forget(session, person.id)
     session.execute(delete(table_of(Person)).where(table_of(Person).c.id == person.id))
     # Minted in this transaction and used nowhere: its key goes with it.
     keys = table_of(PersonKey)

@@ -6,32 +6,60 @@ The staff pages call these; the rules live here, not in the routes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.errors import NotFound
+from hub.people import index
 from hub.people.models import Person, PersonReference
+from hub.people.names import parse_query, reference_key
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
 from hub.timeline.service import visible_purposes
 from schemas.catalogue import Catalogue
 
+#: How a person was found: by hub id, by name (every token as written, or some by sound);
+#: any other value is the id of the partner whose reference matched.
+BY_ID, BY_NAME, BY_SOUND = "hub", "name", "sound"
+#: Hits shown at most, and name candidates looked at to find them among the visible.
+MOST_HITS = 20
+NAME_CANDIDATES = 200
+
 
 def find_people(
     session: Session, *, query: str, purposes: Iterable[str], catalogue: Catalogue
 ) -> list[tuple[str, str]]:
-    """(person id, matched by) for a hub id or a partner reference the viewer may see."""
+    """(person id, matched by) for a hub id, a partner reference (any case) or a name with
+    perhaps a birth date, among the people the viewer may see; best matches first."""
     found: dict[str, str] = {}
     if query.startswith("p_") and session.get(Person, query) is not None:
-        found[query] = "hub"
-    for ref in session.scalars(select(PersonReference).where(PersonReference.reference == query)):
+        found[query] = BY_ID
+    refs = select(PersonReference).where(PersonReference.reference_key == reference_key(query))
+    for ref in session.scalars(refs.order_by(PersonReference.id).limit(MOST_HITS)):
         found.setdefault(ref.person_id, ref.partner_id)
-    return [
+    name_query = parse_query(query)
+    for hit in index.search(session, query=name_query, limit=NAME_CANDIDATES):
+        found.setdefault(
+            hit.person_id, BY_NAME if hit.exact == len(name_query.tokens) else BY_SOUND
+        )
+    visible = (
         (person_id, matched_by)
         for person_id, matched_by in found.items()
         if may_see_person(session, person_id=person_id, purposes=purposes, catalogue=catalogue)
-    ]
+    )
+    return list(islice(visible, MOST_HITS))
+
+
+def query_kind(query: str) -> str:
+    """What kind of search a query is, for the audit trail (which never holds the query)."""
+    if query.startswith("p_"):
+        return "id"
+    parsed = parse_query(query)
+    if parsed.birth_date is not None:
+        return "name+birth_date"
+    return "reference_or_name"
 
 
 def may_see_person(

@@ -20,6 +20,7 @@ from hub.errors import InvalidInput, NotFound
 from hub.events.service import attributes_for
 from hub.inbox.models import InboxMessage
 from hub.outbox.service import add_event
+from hub.people.index import forget as forget_index
 from hub.people.models import Person, PersonReference
 from hub.referrals.idempotency import forget_answers
 from hub.referrals.models import Referral, StaffNote, StatusHistory
@@ -106,13 +107,14 @@ def _forget_rows(session: Session, person_id: str) -> None:
     which purpose and partners, recorded by whom and when, withdrawn when), and the evidence
     itself stays with the partner that recorded it; the row would only add the free-text
     evidence reference and notice language, which are personal and not needed any more.
-    Staff notes (sealed) and routing holds (an event that can no longer be routed, its data
-    sealed) are deleted; stored Idempotency-Key answers that name the person or one of
-    their referrals go with their keys, which a partner may have built from its own
-    identifiers.
+    The search index digests of their name and birth date go. Staff notes (sealed) and
+    routing holds (an event that can no longer be routed, its data sealed) are deleted;
+    stored Idempotency-Key answers that name the person or one of their referrals go with
+    their keys, which a partner may have built from its own identifiers.
     """
     referral_ids = list(session.scalars(select(Referral.id).where(Referral.person_id == person_id)))
     session.execute(delete(PersonReference).where(PersonReference.person_id == person_id))
+    forget_index(session, person_id)
     session.execute(update(Referral).where(Referral.person_id == person_id).values(payload={}))
     session.execute(
         update(StatusHistory).where(StatusHistory.referral_id.in_(referral_ids)).values(note=None)

@@ -18,20 +18,26 @@ from hub.crypto.fields import open_value
 from hub.errors import NotFound
 from hub.partners.models import Partner
 from hub.people import visibility
-from hub.people.models import Person
+from hub.people.models import Person, PersonReference
+from hub.people.names import parse_day
 from hub.timeline.models import TimelineEntry
 from hub.timeline.service import timeline_for_staff, visible_purposes
 from hub.web import accounts
 from hub.web.accounts import Staff
 from hub.web.acting import may_see_person, types_staff_may_request
+from hub.web.i18n import add_words, translate
 from hub.web.pages import (
     CASE_ROLES,
     PREFIX,
+    audit_staff,
+    lang_of,
     render,
     require,
     viewing,
 )
 from schemas.cloudevents import TYPE_PREFIX
+from schemas.labels import label as catalogue_label
+from schemas.lifecycle import ACTIVE
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -51,17 +57,37 @@ def home(request: Request, staff: Staff = Depends(require(*accounts.ROLES))) -> 
     return RedirectResponse(f"{PREFIX}/{target}", status_code=303)
 
 
+add_words(
+    {
+        "search.query_any": (
+            "Name, Geburtsdatum, Hub-Kennung oder Partner-Aktenzeichen",
+            "Name, birth date, hub id or partner reference",
+        ),
+        "search.hint_any": (
+            "z. B. „Müller 12.04.1990“, „Olena Shevchenko“, p_… oder eine Matrikelnummer",
+            "e.g. “Müller 12.04.1990”, “Olena Shevchenko”, p_… or a Matrikelnummer",
+        ),
+        "search.by.hub": ("Hub-Kennung", "hub id"),
+        "search.by.name": ("Name", "name"),
+        "search.by.sound": ("ähnlich klingenden Namen", "similar-sounding name"),
+        "search.by.reference": ("Aktenzeichen von {partner}", "reference of {partner}"),
+        "search.unnamed": ("ohne Namen", "no name"),
+        "search.born": ("geboren", "born"),
+        "search.known_to": ("bekannt bei", "known to"),
+        "search.open": ("offene Überweisungen", "open referrals"),
+        "search.none_open": ("keine offenen Überweisungen", "no open referrals"),
+    }
+)
+
+
 @router.get("/search", response_class=HTMLResponse)
 def search(request: Request, q: str = "", staff: Staff = Depends(require(*CASE_ROLES))) -> Response:
     query = q.strip()[:100]
     results: list[dict[str, Any]] = []
     if query:
-        with viewing(
-            request,
-            staff,
-            action="staff.person_search",
-            details={"kind": "id" if query.startswith("p_") else "reference"},
-        ) as session:
+        # The audit keeps the kind of query, never its text: it may be a name.
+        details = {"kind": visibility.query_kind(query)}
+        with viewing(request, staff, action="staff.person_search", details=details) as session:
             results = _find_people(session, request, staff, query)
     return render(request, "search.html", staff=staff, q=query, results=results)
 
@@ -72,7 +98,73 @@ def _find_people(
     found = visibility.find_people(
         session, query=query, purposes=staff.purposes, catalogue=request.app.state.catalogue
     )
-    return [{"id": person_id, "matched_by": matched_by} for person_id, matched_by in found]
+    names = dict(session.execute(select(Partner.id, Partner.name)).tuples().all())
+    hits = []
+    for person_id, matched_by in found:
+        hits.append(_hit(session, request, staff, person_id, matched_by, names))
+        # What a hit shows (name, birth date, partners, referrals) is a view of the person.
+        audit_staff(
+            session,
+            staff,
+            "staff.search_hit_viewed",
+            person_id=person_id,
+            details={"matched_by": matched_by if matched_by in _HOW else "reference"},
+        )
+    return hits
+
+
+_HOW = (visibility.BY_ID, visibility.BY_NAME, visibility.BY_SOUND)
+
+
+def _hit(
+    session: Session,
+    request: Request,
+    staff: Staff,
+    person_id: str,
+    matched_by: str,
+    partner_names: dict[str, str],
+) -> dict[str, Any]:
+    lang = lang_of(request)
+    person = session.get(Person, person_id)
+    name = born = None
+    if person is not None:
+        given = open_value(session, person_id, person.given_name)
+        family = open_value(session, person_id, person.family_name)
+        name = " ".join(v for v in (given, family) if v) or None
+        born = parse_day(open_value(session, person_id, person.birth_date) or "")
+    referrals = visibility.visible_referrals(
+        session, person_id=person_id, purposes=staff.purposes, catalogue=request.app.state.catalogue
+    )
+    knowing = set(
+        session.scalars(
+            select(PersonReference.partner_id).where(PersonReference.person_id == person_id)
+        )
+    )
+    knowing |= {p for r in referrals for p in (r.requester_id, r.performer_id)}
+    active = {s.value for s in ACTIVE}
+    return {
+        "id": person_id,
+        "name": name,
+        "born": born.strftime("%d.%m.%Y" if lang == "de" else "%Y-%m-%d") if born else None,
+        "matched_by": _matched_by(matched_by, partner_names, lang),
+        "partners": sorted(partner_names.get(p, p) for p in knowing),
+        "open": [
+            {
+                "id": r.id,
+                "type": catalogue_label(lang, f"type.{r.type}", r.type),
+                "status": catalogue_label(lang, f"status.{r.status}", r.status),
+            }
+            for r in referrals
+            if r.status in active
+        ],
+    }
+
+
+def _matched_by(matched_by: str, partner_names: dict[str, str], lang: str) -> str:
+    if matched_by in _HOW:
+        return translate(f"search.by.{matched_by}", lang)
+    partner = partner_names.get(matched_by, matched_by)
+    return translate("search.by.reference", lang, partner=partner)
 
 
 # ---------------------------------------------------------------------- timeline

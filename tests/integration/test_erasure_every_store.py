@@ -28,6 +28,7 @@ from hub.db import unit_of_work, utcnow
 from hub.deadlines.models import ClockInstance, DeadlineNotice
 from hub.deadlines.service import announce_due
 from hub.outbox.models import OutboxEvent
+from hub.people.models import PersonIndexEntry
 from hub.privacy.export import export_person
 from hub.privacy.report import render_html
 from hub.privacy.service import erase_person
@@ -218,7 +219,7 @@ def go_through_every_flow(running: Running, client: Any, sims: dict[str, Sim]) -
     post(client, f"/v1/consents/{consent['id']}/withdraw", {}, ude)
     # With the consent withdrawn, the Amt's acceptance is held back from UDE.
     post(client, f"/v1/referrals/{counselling['id']}/status", {"status": "accepted"}, amt)
-    post(client, "/v1/referrals", {**body, "person": KEPT}, ude)
+    kept = post(client, "/v1/referrals", {**body, "person": KEPT}, ude)
     add_note(running, student["id"])
 
     def delivered() -> bool:
@@ -239,6 +240,7 @@ def go_through_every_flow(running: Running, client: Any, sims: dict[str, Sim]) -
     wait_for(lambda: clocks(running, recognition["id"]).get("receipt-confirmation") == "running")
     return {
         "person_id": person_id,
+        "kept_person_id": kept["person_id"],
         "open": [student["id"], recognition["id"], counselling["id"]],
     }
 
@@ -305,6 +307,9 @@ def erase_after_every_flow(running: Running, tmp_path: Path, sims: dict[str, Sim
         # The scanner finds what is stored in plain text before the erasure.
         assert {PERSON["partner_reference"], EVIDENCE, IDEMPOTENCY_KEY} <= stored(running, NEEDLES)
 
+        digests = index_digests(running, ids["person_id"])
+        assert len(digests) >= 5, "name tokens, their phonetic keys and the birth date"
+
         with unit_of_work(hub.session_factory) as session:
             erase_person(
                 session,
@@ -325,12 +330,37 @@ def erase_after_every_flow(running: Running, tmp_path: Path, sims: dict[str, Sim
         assert report["person"]["partner_references"] == []
         # The kept person's data is still there, so the scans below could find data at all.
         assert KEPT["partner_reference"] in stored(running, [KEPT["partner_reference"]])
+        assert index_digests(running, ids["person_id"]) == set()
+        assert digests_stored(running, digests) == set(), "the search index still finds them"
+        kept = index_digests(running, ids["kept_person_id"])
+        assert kept and digests_stored(running, kept) == kept
         wait_for(lambda: settled(running))
 
     if hub.engine.dialect.name == "sqlite":
         path = Path(hub.engine.url.database or "")
         modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (path, Path(f"{path}-wal"))}
         assert modes == {"hub.db": 0o600, "hub.db-wal": 0o600}
+
+
+def index_digests(running: Running, person_id: str) -> set[bytes]:
+    """The person's rows in the search index (digests of name tokens and birth date)."""
+    with running.hub.session_factory() as session:
+        rows = session.scalars(
+            select(PersonIndexEntry.digest).where(PersonIndexEntry.person_id == person_id)
+        )
+        return {bytes(d) for d in rows}
+
+
+def digests_stored(running: Running, digests: set[bytes]) -> set[bytes]:
+    """The digests still in the database: its file bytes (SQLite) or any index row."""
+    if running.hub.engine.dialect.name == "sqlite":
+        data = database_bytes(running)
+        return {d for d in digests if d in data}
+    with running.hub.session_factory() as session:
+        rows = session.scalars(
+            select(PersonIndexEntry.digest).where(PersonIndexEntry.digest.in_(list(digests)))
+        )
+        return {bytes(d) for d in rows}
 
 
 def closed_checks(running: Running, client: Any, ids: dict[str, Any], sims: dict[str, Sim]) -> None:
