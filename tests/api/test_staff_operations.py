@@ -508,6 +508,48 @@ def test_the_audit_trail_newest_first_filtered_paged_and_itself_audited(
     assert len(about) == 1, "looking at a person's records is recorded against the person"
 
 
+def test_the_audit_trail_reads_as_sentences_and_filters_by_actor_and_action(
+    browser: TestClient, ops_hub: Any
+) -> None:
+    with unit_of_work(ops_hub.session_factory) as session:
+        route = {"method": "GET", "route": "/v1/referrals/{referral_id}"}
+        record(session, actor_type="partner", actor="ude", action="api.call", details=route)
+        record(
+            session,
+            actor_type="staff",
+            actor="a.yilmaz@duisburg.de",
+            action="staff.timeline_viewed",
+            person_id="p_x2",
+            purpose="residence",
+            details={"purposes": ["residence"]},
+        )
+    login(browser, "dpo@duisburg.de")
+    page = browser.get("/staff/audit").text
+    sentences = re.findall(r'<td class="sentence">([^<]*)', page)
+    assert "Universität Duisburg-Essen, International Office hat eine Überweisung gelesen." in [
+        s.strip() for s in sentences
+    ]
+    assert "a.yilmaz@duisburg.de hat den Verlauf der Person angesehen." in page
+    assert "Aufenthaltsrecht" in page
+    # The JSON is folded away: only inside <details>, never a cell of its own.
+    folded = re.findall(r"<details><summary>Rohdaten</summary><code[^>]*>([^<]*)</code>", page)
+    assert "&#34;route&#34;: &#34;/v1/referrals/{referral_id}&#34;" in "".join(folded)
+    assert not re.search(r"<td[^>]*>\s*\{", page)
+
+    by_ude = browser.get("/staff/audit", params={"actor": "ude"}).text
+    assert (
+        "Universität Duisburg-Essen, International Office hat eine Überweisung gelesen." in by_ude
+    )
+    assert "a.yilmaz@duisburg.de hat" not in by_ude
+    viewed = browser.get("/staff/audit", params={"action": "staff.timeline_viewed"}).text
+    assert "a.yilmaz@duisburg.de hat den Verlauf der Person angesehen." in viewed
+    assert "Office hat eine Überweisung gelesen" not in viewed
+    assert '<option value="staff.timeline_viewed" selected>' in viewed
+    english = browser.get("/staff/lang/en?next=/staff/audit").text
+    assert "Universität Duisburg-Essen, International Office read a referral." in english
+    assert "Residence law" in english
+
+
 def test_verify_the_log(browser: TestClient, ops_hub: Any) -> None:
     token = login(browser, "dpo@duisburg.de")
     build_sequencer(ops_hub).step()
