@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, or_, select
+from sqlalchemy import Select, and_, case, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from hub.crypto.blind import digest
@@ -76,6 +76,12 @@ def search(session: Session, *, query: NameQuery, limit: int) -> list[NameHit]:
     more exact matches first."""
     if not query.tokens:
         return []
+    stmt = search_statement(session, query=query, limit=limit)
+    return [NameHit(person_id, int(exact)) for person_id, exact in session.execute(stmt)]
+
+
+def search_statement(session: Session, *, query: NameQuery, limit: int) -> Select[Any]:
+    """The search's one query: index rows of any query term, grouped by person."""
     c = _TABLE.c
     per_token = []
     wanted = []
@@ -100,7 +106,7 @@ def search(session: Session, *, query: NameQuery, limit: int) -> list[NameHit]:
         wanted.append(and_(c.kind == BIRTH_DATE, c.digest == born))
         having.append(func.max(case((c.kind == BIRTH_DATE, 1), else_=0)) == 1)
     exact_count = sum((_exact(score) for score in per_token), literal(0))
-    stmt = (
+    return (
         select(c.person_id, exact_count.label("exact"))
         .where(or_(*wanted))
         .group_by(c.person_id)
@@ -108,7 +114,6 @@ def search(session: Session, *, query: NameQuery, limit: int) -> list[NameHit]:
         .order_by(exact_count.desc(), c.person_id)
         .limit(limit)
     )
-    return [NameHit(person_id, int(exact)) for person_id, exact in session.execute(stmt)]
 
 
 def _exact(score: Any) -> Any:
