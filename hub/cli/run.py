@@ -10,7 +10,7 @@ import threading
 import click
 
 from hub import gateway as gateway_server
-from hub import runtime
+from hub import logs, runtime
 from hub.bootstrap import bootstrap, kafka_probe
 from hub.cli.common import (
     check_metrics_port,
@@ -81,7 +81,12 @@ def up() -> None:
     show_default=True,
     help="Multiplies the simulated partners' delays (1.0: about two minutes).",
 )
-@click.option("--exit-when-done", is_flag=True, help="Stop once every journey has completed.")
+@click.option(
+    "--exit-when-done/--keep-running",
+    default=False,
+    help="Stop once every journey has completed, or keep the hub up for the staff UI"
+    " (the default) until Ctrl-C.",
+)
 def demo(time_scale: float, exit_when_done: bool) -> None:
     """Play three client journeys with simulated partners.
 
@@ -98,6 +103,12 @@ def demo(time_scale: float, exit_when_done: bool) -> None:
         }
     )
     listening = listen(settings)
+    # Story lines on the terminal; the services' own log lines go to a file.
+    log_path = base.data_dir / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w", encoding="utf-8")
+    logs.configure(settings.log_level, settings.log_format, stream=log_file)
+    click.echo(f"Protokoll der Dienste / service log: {log_path}", err=True)
     run = Demo(
         settings,
         listening=listening,

@@ -26,8 +26,11 @@ from hub.bootstrap import Hub, bootstrap, kafka_probe
 from hub.db import unit_of_work
 from hub.demo.journeys import Journey, Step, all_journeys
 from hub.kafka.client import ensure_topics
+from hub.partners.models import Partner
 from hub.partners.service import connect_partner
 from hub.settings import Settings
+from hub.web.accounts import PURPOSES, add_staff
+from schemas.labels import label
 from schemas.lifecycle import TERMINAL, Status
 
 KINDS = {
@@ -40,6 +43,8 @@ KINDS = {
 
 #: How long the summary waits for the timeline to show what the referrals already say.
 TIMELINE_SETTLE_SECONDS = 60.0
+#: The staff account each demo run makes, with a new password, to show the staff UI.
+STAFF_EMAIL = "demo@talent-center.duisburg.de"
 
 
 class Demo:
@@ -64,6 +69,8 @@ class Demo:
         self.threads: list[threading.Thread] = []
         self.sims: list[SimulatorServer] = []
         self.creds: dict[str, dict[str, Any]] = {}
+        self.names: dict[str, str] = {}
+        self.staff_password = secrets.token_urlsafe(12)
         self.url = f"http://{settings.http_host}:{settings.http_port}"
 
     def run(self, *, exit_when_done: bool) -> bool:
@@ -75,6 +82,7 @@ class Demo:
             self.creds = {c["partner_id"]: c for c in runtime.prepare_database(hub)}
             runtime.store_credentials(settings, list(self.creds.values()))
             runtime.record_policy_in_force(hub)
+            self._prepare_staff(hub)
             ensure_topics(
                 hub.bootstrap_servers, runtime.topic_plan(hub), security=hub.kafka_security
             )
@@ -83,12 +91,34 @@ class Demo:
                 self._start_partners(hub)
                 self._start_workers(hub)
                 done = self._play(all_journeys())
+                self._staff_links()
                 if not exit_when_done:
                     self.say("Ctrl-C beendet die Demo / Ctrl-C stops the demo")
                     self.stop.wait()
                 return done
             finally:
                 self._shutdown(server, serving)
+
+    def _prepare_staff(self, hub: Hub) -> None:
+        """Partner names for the story lines, and a team lead account for the staff UI."""
+        with unit_of_work(hub.session_factory) as session:
+            self.names = {p.id: p.name for p in session.query(Partner)}
+            add_staff(
+                session,
+                email=STAFF_EMAIL,
+                role="team_lead",
+                purposes=list(PURPOSES),
+                password=self.staff_password,
+            )
+
+    def _staff_links(self) -> None:
+        self.say("Oberfläche für Mitarbeitende / staff UI:")
+        self.say(f"  {self.url}/staff/login")
+        self.say(f"  E-Mail: {STAFF_EMAIL}  Passwort / password: {self.staff_password}")
+        self.say(f"  Rückstände / backlog: {self.url}/staff/dashboard")
+
+    def _name(self, partner_id: str) -> str:
+        return self.names.get(partner_id, partner_id)
 
     def _serve(self, hub: Hub) -> tuple[uvicorn.Server, threading.Thread]:
         app = create_app(hub, kafka_check=kafka_probe(hub))
@@ -181,7 +211,10 @@ class Demo:
         rid, person_id = api.request(step, journey)
         journey.referral_ids.append(rid)
         journey.person_id = journey.person_id or person_id
-        self.say(f"[{journey.name}] {step.label}: {step.requester} -> angefragt / requested")
+        self.say(
+            f"[{journey.name}] {step.label}: {self._name(step.requester)}"
+            f" -> {_both('status', Status.REQUESTED.value)}"
+        )
         return False
 
     def _ended(self, api: _Api, journey: Journey, rid: str) -> bool:
@@ -193,9 +226,10 @@ class Demo:
         if mark not in journey.seen:
             journey.seen.add(mark)
             if status != Status.REQUESTED:
+                business = view["business_status"]
                 self.say(
-                    f"[{journey.name}] {step.label}: {status.value}"
-                    + (f" ({view['business_status']})" if view["business_status"] else "")
+                    f"[{journey.name}] {step.label}: {_both('status', status.value)}"
+                    + (f" ({_both('business', business)})" if business else "")
                 )
         if view["business_status"] == "DECISION_PARTIAL_EQUIVALENCE":
             journey.partial_equivalence = True
@@ -210,23 +244,20 @@ class Demo:
             if item["person_id"] == journey.person_id:
                 journey.follow_ups.append(item["id"])
                 self.say(
-                    f"[{journey.name}] {item['requester']} -> amt: Anpassungsqualifizierung"
-                    " / adaptation qualification requested (partial equivalence)"
+                    f"[{journey.name}] {self._name(item['requester'])} -> {self._name('amt')}:"
+                    " Anpassungsqualifizierung angefragt / adaptation qualification requested"
                 )
 
     def _summary(self, api: _Api, journeys: list[Journey]) -> None:
         self.say("Alle Fallverläufe abgeschlossen / all journeys completed")
         for journey in journeys:
-            requester = journey.steps[0].requester
             timeline = self._settled_timeline(api, journey)
-            partners = sorted({e["source_partner"] for e in timeline["entries"]})
+            partners = sorted({self._name(e["source_partner"]) for e in timeline["entries"]})
             self.say(
                 f"  {journey.name}: person {journey.person_id}, "
                 f"{len(timeline['entries'])} timeline entries from {', '.join(partners)}"
             )
-            self.say(
-                f"    {self.url}/v1/people/{journey.person_id}/timeline (token of {requester})"
-            )
+            self.say(f"    {self.url}/staff/people/{journey.person_id}")
 
     def _settled_timeline(self, api: _Api, journey: Journey) -> dict[str, Any]:
         """The first requester's view of the person's timeline, once every step's requester
@@ -265,6 +296,12 @@ class Demo:
         runtime.join_all(self.threads)
         for sim in self.sims:
             sim.stop()
+
+
+def _both(kind: str, code: str) -> str:
+    """A catalogue code in German and English: "in Bearbeitung / in progress"."""
+    german, english = label("de", f"{kind}.{code}", code), label("en", f"{kind}.{code}", code)
+    return german if german == english else f"{german} / {english}"
 
 
 class DemoError(RuntimeError):
