@@ -251,7 +251,7 @@ def registered_consumers() -> set[str]:
     """`hub consume NAME`: the generic runners plus push delivery (consumers/registry.py)."""
     assert callable(registry.build_delivery_runners)
     names = set(registry.NAMES) | {"delivery"}
-    param = next(p for p in cli.consume.params if p.name == "name")
+    param = next(p for p in cli.main.commands["consume"].params if p.name == "name")
     choices = param.type.choices  # type: ignore[attr-defined]
     assert names <= set(choices), "the CLI does not accept every registered consumer"
     return names
