@@ -197,8 +197,8 @@ add_words(
         "ops.audit.actor": ("Handelnd", "Actor"),
         "ops.audit.actor.filter": ("Handelnd (Kennung)", "Actor (id)"),
         "ops.audit.actor.hint": (
-            "Partner-Kennung (z. B. ude) oder E-Mail-Adresse einer Mitarbeiterin",
-            "A partner id (e.g. ude) or a staff member's e-mail address",
+            "Kennung eines Partners oder E-Mail-Adresse einer Mitarbeiterin",
+            "A partner's id or a staff member's e-mail address",
         ),
         "ops.audit.by_actor": ("Nur Einträge dieses Handelnden", "Only this actor's records"),
         "ops.audit.what": ("Was geschah", "What happened"),
