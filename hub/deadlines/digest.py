@@ -1,8 +1,9 @@
 """The daily digest per partner: its overdue referrals and the deadlines of the next week.
 
 Sent by SMTP when ``HUB_SMTP_HOST`` is set, otherwise written to
-``<data dir>/digests/<date>/<partner>.txt`` (the embedded default). No personal data: ids,
-types, clock names and dates only.
+``<data dir>/digests/<date>/<partner>.txt`` (the embedded default). No personal data: the
+referral types and deadlines by their labels, in German and then in English, dates in
+Duisburg's time, and the referral id to look one up.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.dates import day, moment
 from hub.deadlines.models import ClockInstance
 from hub.settings import Settings
+from schemas.labels import label
 
 LOOKAHEAD = timedelta(days=7)
 
@@ -33,19 +36,50 @@ def compose(session: Session, *, now: datetime) -> dict[str, str]:
         )
         .order_by(ClockInstance.performer_id, ClockInstance.due_at)
     )
-    lines: dict[str, list[str]] = defaultdict(list)
+    clocks: dict[str, list[ClockInstance]] = defaultdict(list)
     for c in session.scalars(stmt):
-        assert c.due_at is not None
-        label = "ÜBERFÄLLIG / overdue" if c.due_at < now else "fällig / due"
-        lines[c.performer_id].append(
-            f"- {label} {c.due_at:%Y-%m-%d %H:%M} UTC  "
-            f"{c.referral_type} {c.referral_id}  ({c.name})"
-            + (f"  Vorschlag: {c.suggestion}" if c.suggestion else "")
-        )
+        clocks[c.performer_id].append(c)
     return {
-        partner: f"Talent Hub - Fristen / deadlines {now:%Y-%m-%d}\n\n" + "\n".join(items) + "\n"
-        for partner, items in lines.items()
+        partner: "\n".join(_section(lang, items, now) for lang in ("de", "en"))
+        for partner, items in clocks.items()
     }
+
+
+def _section(lang: str, clocks: list[ClockInstance], now: datetime) -> str:
+    """One language's part of a digest: a heading and a line per clock, in words."""
+    words = _WORDS[lang]
+    lines = [words["title"].format(day=day(now.date(), lang)), ""]
+    for c in clocks:
+        assert c.due_at is not None
+        state = words["overdue" if c.due_at < now else "due"]
+        kind = label(lang, f"type.{c.referral_type}", c.referral_type)
+        clock = label(lang, f"clock.{c.name}", c.name)
+        line = f"- {state} {moment(c.due_at, lang)}: {kind}, {words['clock']} „{clock}“"
+        line += f" ({words['referral']} {c.referral_id})"
+        if c.suggestion:
+            line += f"; {words['suggestion']}: {c.suggestion}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+_WORDS = {
+    "de": {
+        "title": "Talent Hub - Fristen am {day}",
+        "overdue": "ÜBERFÄLLIG seit",
+        "due": "fällig am",
+        "clock": "Frist",
+        "referral": "Überweisung",
+        "suggestion": "Vorschlag",
+    },
+    "en": {
+        "title": "Talent Hub - deadlines on {day}",
+        "overdue": "OVERDUE since",
+        "due": "due on",
+        "clock": "deadline",
+        "referral": "referral",
+        "suggestion": "suggestion",
+    },
+}
 
 
 def send(digests: dict[str, str], *, settings: Settings, now: datetime) -> list[str]:

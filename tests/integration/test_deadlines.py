@@ -135,6 +135,6 @@ def test_digest_lists_each_partners_overdue_work(running: Running) -> None:
     assert wait_for(counted, timeout=60) == [("hwk", "recognition.assessment", 1)]
     with running.hub.session_factory() as s:
         texts = digest.compose(s, now=utcnow())
-    assert set(texts) == {"hwk"} and rid in texts["hwk"] and "overdue" in texts["hwk"]
+    assert set(texts) == {"hwk"} and rid in texts["hwk"] and "OVERDUE since" in texts["hwk"]
     [path] = digest.send(texts, settings=running.hub.settings, now=utcnow())
     assert path.endswith("hwk.txt")
