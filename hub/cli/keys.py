@@ -72,9 +72,11 @@ def keys_list() -> None:
 def keys_rewrap(to_kid: str) -> None:
     """Re-wrap every key under another master key.
 
-    Re-wrap every data key and audit signing key under master key KID; print the count.
+    Re-wrap every data key, the audit signing keys and the search index key under master
+    key KID; print the count of data keys.
     """
     from hub.audit.keys import rewrap
+    from hub.crypto import blind
     from hub.crypto.keystore import DbKeyStore, master_keys_from
 
     settings = settings_from_env()
@@ -84,12 +86,14 @@ def keys_rewrap(to_kid: str) -> None:
         with unit_of_work(hub.session_factory) as session:
             count = DbKeyStore(session, master_keys, current).rewrap_all(to_kid)
             audit_keys = rewrap(session, to_kid)
+            search_keys = blind.rewrap(session, to_kid)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(count)
     # Keys minted meanwhile by a process still on the old current key would be missed.
     click.echo(
-        f"data keys and {audit_keys} audit signing keys re-wrapped under {to_kid}; once every "
+        f"data keys, {audit_keys} audit signing keys and {search_keys} search index key"
+        f" re-wrapped under {to_kid}; once every "
         f"process runs with "
         f"HUB_MASTER_KEY_ID={to_kid}, re-run this, then remove the old master keys",
         err=True,
