@@ -88,3 +88,18 @@ def allowed_role(current: Status, target: Status) -> Role | None:
 def next_states(current: Status, role: Role) -> list[Status]:
     """The states a party in ``role`` may move a referral to from ``current``."""
     return [to for (frm, to), who in TRANSITIONS.items() if frm == current and who == role]
+
+
+def next_actor(current: Status) -> Role | None:
+    """The side a referral waits for: the one that may move it forward from ``current``.
+
+    Cancelling and correcting, which the requester may do at any time, do not count; a
+    terminal referral waits for nobody."""
+    forward = {
+        who
+        for (frm, to), who in TRANSITIONS.items()
+        if frm == current and to not in (Status.CANCELLED, Status.ENTERED_IN_ERROR)
+    }
+    if Role.PERFORMER in forward:
+        return Role.PERFORMER
+    return Role.REQUESTER if forward else None

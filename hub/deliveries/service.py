@@ -26,6 +26,11 @@ from schemas.messages import EventData, ReferralDelivered, ReferralDeliveryFaile
 _NAMESPACE = uuid.UUID("6f1c2a4e-0d8b-4c53-9a55-1f3e2b7c9d10")
 
 
+def outcome_event_id(what: str, *, partner_id: str, event_id: str, replay: str = "0") -> uuid.UUID:
+    """The id of the ``delivered``/``failed`` outcome of delivering ``event_id`` to a partner."""
+    return uuid.uuid5(_NAMESPACE, f"{what}:{partner_id}:{event_id}:{replay}")
+
+
 def consumer_name(partner_id: str) -> str:
     """The dedup name of a partner's delivery consumer."""
     return f"delivery.{partner_id}"
@@ -170,7 +175,7 @@ def _outcome_fields(
     replay = attrs.extensions.get("replay", "0")
     now = utcnow()
     return {
-        "event_id": uuid.uuid5(_NAMESPACE, f"{what}:{partner_id}:{attrs.id}:{replay}"),
+        "event_id": outcome_event_id(what, partner_id=partner_id, event_id=attrs.id, replay=replay),
         "referral_id": routed.referral_id,
         "person_id": routed.person_id,
         "acting_partner": partner_id,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub.consent.service import shared_by_consent
+from hub.deliveries.service import outcome_event_id
 from hub.errors import NotFound
 from hub.policy.model import Policy
 from hub.policy.parties import share_between
 from hub.referrals.models import Referral
 from hub.timeline.models import TimelineEntry
-from schemas.cloudevents import CloudEventAttributes
+from schemas.cloudevents import CloudEventAttributes, EventType
 from schemas.messages import EventData
 
 
@@ -140,3 +142,51 @@ def timeline_for_staff(
 def visible_purposes(session: Session, *, person_id: str, purposes: frozenset[str]) -> set[str]:
     """The purpose domains of the person's entries a viewer with ``purposes`` may see."""
     return set(purposes) | shared_by_consent(session, person_id=person_id, viewer=purposes)
+
+
+#: Outcome event types of a push delivery, and the word their event ids are derived from.
+DELIVERY_OUTCOMES = {
+    EventType.REFERRAL_DELIVERED: "delivered",
+    EventType.REFERRAL_DELIVERY_FAILED: "failed",
+}
+#: Replays of one dead letter whose outcome is still folded; a later one stays its own line.
+_REPLAYS = 4
+
+
+@dataclass
+class FoldedEntry:
+    """An entry with the outcomes of delivering it to partners, oldest first."""
+
+    entry: TimelineEntry
+    deliveries: list[TimelineEntry] = field(default_factory=list)
+
+
+def fold_deliveries(entries: list[TimelineEntry]) -> list[FoldedEntry]:
+    """``entries`` with each delivery outcome folded into the event it delivered.
+
+    An outcome's event id is derived from the delivered event's id and the recipient
+    (hub.deliveries), so the link is exact; an outcome whose event is not among ``entries``
+    (filtered out, or beyond the page) stays an entry of its own."""
+    recipients: dict[str | None, set[tuple[str, str]]] = defaultdict(set)
+    for e in entries:
+        if e.event_type in DELIVERY_OUTCOMES:
+            recipients[e.referral_id].add((DELIVERY_OUTCOMES[e.event_type], e.source_partner))
+    folded = [FoldedEntry(e) for e in entries if e.event_type not in DELIVERY_OUTCOMES]
+    by_outcome_id = {
+        str(outcome_event_id(what, partner_id=partner, event_id=f.entry.event_id, replay=str(n))): f
+        for f in folded
+        for what, partner in recipients.get(f.entry.referral_id, ())
+        for n in range(_REPLAYS)
+    }
+    events = iter(folded)
+    lines: list[FoldedEntry] = []
+    for e in entries:
+        if e.event_type not in DELIVERY_OUTCOMES:
+            lines.append(next(events))
+        elif (into := by_outcome_id.get(e.event_id)) is not None:
+            into.deliveries.append(e)
+        else:
+            lines.append(FoldedEntry(e))
+    for f in lines:
+        f.deliveries.sort(key=lambda d: (d.occurred_at, d.id))
+    return lines

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.crypto.fields import open_value
+from hub.db import utcnow
 from hub.errors import NotFound
 from hub.partners.models import Partner
 from hub.people import visibility
 from hub.people.models import Person, PersonReference
 from hub.people.names import parse_day
 from hub.timeline.models import TimelineEntry
-from hub.timeline.service import timeline_for_staff, visible_purposes
+from hub.timeline.service import fold_deliveries, timeline_for_staff, visible_purposes
 from hub.web import accounts
 from hub.web.accounts import Staff
 from hub.web.acting import may_see_person, types_staff_may_request
@@ -35,6 +36,7 @@ from hub.web.pages import (
     require,
     viewing,
 )
+from hub.web.person_summary import open_referrals
 from schemas.cloudevents import TYPE_PREFIX
 from schemas.labels import label as catalogue_label
 from schemas.lifecycle import ACTIVE
@@ -249,7 +251,10 @@ def _timeline(
         more = len(entries) > shown
         context: dict[str, Any] = {
             "person_id": person_id,
-            "entries": [_entry_view(e) for e in entries[:shown]],
+            "entries": [
+                _entry_view(f.entry) | {"deliveries": [_entry_view(d) for d in f.deliveries]}
+                for f in fold_deliveries(entries[:shown])
+            ],
             "filters": filters,
             "query": _query(filters),
             "shown": shown,
@@ -280,6 +285,13 @@ def _person_context(
     return {
         "name": name,
         "referrals": refs,
+        "summary": open_referrals(
+            session,
+            refs,
+            catalogue=request.app.state.catalogue,
+            settings=request.app.state.settings,
+            now=utcnow(),
+        ),
         "partners": partners,
         "event_types": {f"{TYPE_PREFIX}{kind}.v1": f"event.{kind}" for kind in _EVENT_KINDS},
         "purposes": sorted(visible),
