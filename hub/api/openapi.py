@@ -19,6 +19,17 @@ from hub.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, PROBLEM_SCHEMA
 from hub.api.throttle import API_PREFIX, TOKEN_PATH
 from hub.auth.deps import required_scope
 from hub.auth.scopes import SCOPE_DESCRIPTIONS, SCOPES
+from hub.errors import (
+    Conflict,
+    HubError,
+    InsufficientScope,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthenticated,
+)
 
 OAUTH2 = "OAuth2"
 DPOP = "DPoP"
@@ -63,6 +74,60 @@ _WWW_AUTHENTICATE = {
 }
 _LOCATION = {"description": "Where the created resource can be read", "schema": {"type": "string"}}
 
+_REFERRAL_ID = "0192f1c4-7a5e-7c3d-9b1a-5f0e8d2c4a61"
+_PERSON_ID = "p_K-TiwX6ohUKCOE2c4nmh0Q"
+#: What each error answer looks like, made by the same classes that make the real ones.
+PROBLEM_EXAMPLES: dict[int, HubError] = {
+    400: MalformedRequest("the body is not valid JSON"),
+    401: Unauthenticated("the access token has expired"),
+    403: InsufficientScope("the token lacks the scope referrals:write"),
+    404: NotFound(f"no referral {_REFERRAL_ID}"),
+    409: Conflict("the referral is completed and takes no further status"),
+    413: PayloadTooLarge("the body is larger than 65536 bytes"),
+    422: InvalidInput("person: give an id, a partner_reference or a family_name", field="person"),
+    429: TooManyRequests("100 requests per minute for this client", retry_after=12),
+}
+_HISTORY_ENTRY = {
+    "status": "requested",
+    "business_status": None,
+    "reason": None,
+    "outcome": None,
+    "set_by": "ude",
+    "occurred_at": "2026-12-03T09:14:05Z",
+    "recorded_at": "2026-12-03T09:14:05Z",
+    "event_id": "0192f1c4-7a60-7b21-8c55-2d9e0f4b7a13",
+}
+_REFERRAL = {
+    "id": _REFERRAL_ID,
+    "type": "residence.student",
+    "requester": "ude",
+    "performer": "amt",
+    "person_id": _PERSON_ID,
+    "status": "requested",
+    "business_status": None,
+    "payload": {"programme": "M.Sc. Computer Engineering", "admission_date": "2027-04-01"},
+    "created_at": "2026-12-03T09:14:05Z",
+    "updated_at": "2026-12-03T09:14:05Z",
+    "history": [_HISTORY_ENTRY],
+    "holds": [],
+    "clocks": [],
+}
+#: Success answers of the main operations, by operation id and status code.
+RESPONSE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "createReferral": {"202": {"id": _REFERRAL_ID, "status": "requested", "person_id": _PERSON_ID}},
+    "readReferral": {"200": _REFERRAL},
+    "changeStatus": {
+        "200": {
+            **_REFERRAL,
+            "status": "accepted",
+            "history": [
+                _HISTORY_ENTRY,
+                {**_HISTORY_ENTRY, "status": "accepted", "set_by": "amt"},
+            ],
+        }
+    },
+}
+
 
 def install(app: FastAPI) -> None:
     """Serve the refined document as the app's OpenAPI (built once, on first request)."""
@@ -86,6 +151,7 @@ def refine(spec: dict[str, Any], app: FastAPI) -> None:
             operation = spec["paths"][route.path_format][method.lower()]
             _refine_operation(operation, route, method)
             _examples_in_paths(operation, components["schemas"])
+            _response_examples(operation)
     if "#/components/schemas/HTTPValidationError" not in repr(spec["paths"]):
         for name in ("HTTPValidationError", "ValidationError"):
             components["schemas"].pop(name, None)
@@ -131,6 +197,10 @@ def _refine_operation(operation: dict[str, Any], route: APIRoute, method: str) -
     if route.path_format.startswith(API_PREFIX) or route.path_format == TOKEN_PATH:
         too_many = responses.setdefault("429", _problem(429))
         too_many.setdefault("headers", {})["Retry-After"] = _RETRY_AFTER
+    for code, response in responses.items():
+        problem = response.get("content", {}).get(PROBLEM_JSON)
+        if problem is not None and code.isdigit() and int(code) in PROBLEM_EXAMPLES:
+            problem.setdefault("example", PROBLEM_EXAMPLES[int(code)].to_problem())
     if "401" in responses and scope:
         responses["401"].setdefault("headers", {})["WWW-Authenticate"] = _WWW_AUTHENTICATE
 
@@ -160,7 +230,17 @@ def error_codes(operation: dict[str, Any], method: str, *, scoped: bool) -> set[
 
 def _problem(code: int) -> dict[str, Any]:
     text = PROBLEM_RESPONSES[code]["description"]
-    return {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}}}
+    example = PROBLEM_EXAMPLES[code].to_problem()
+    return {
+        "description": text,
+        "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF, "example": example}},
+    }
+
+
+def _response_examples(operation: dict[str, Any]) -> None:
+    for code, example in RESPONSE_EXAMPLES.get(operation["operationId"], {}).items():
+        content = operation["responses"][code]["content"]["application/json"]
+        content["example"] = example
 
 
 def _examples_in_paths(operation: dict[str, Any], schemas: dict[str, Any]) -> None:

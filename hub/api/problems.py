@@ -31,8 +31,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
+        "field": {"type": "string", "description": "The input the problem is about"},
     },
     "required": ["type", "title", "status"],
+    # RFC 9457 §3.2: a problem type may add members (``missing``, ``missing_route``, …).
+    "additionalProperties": True,
 }
 _PROBLEM_SCHEMA = {"content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
 

@@ -73,6 +73,10 @@ def test_redocly_recommended_rules_find_no_error(spec: dict[str, Any], tmp_path:
     findings = lint(spec, tmp_path)
     errors = [p for p in findings["problems"] if p["severity"] == "error"]
     assert findings["totals"]["errors"] == 0, json.dumps(errors, indent=1)
+    # What is left are warnings about operations that cannot fail with a 4xx (health, the
+    # metadata, the public keys) and the missing licence; never a wrong example.
+    rules = {p["ruleId"] for p in findings["problems"]}
+    assert rules <= {"operation-4xx-response", "info-license"}, rules
 
 
 def test_the_lint_fails_a_document_without_security_or_servers(
@@ -156,3 +160,42 @@ def test_request_bodies_carry_examples_in_the_paths(spec: dict[str, Any]) -> Non
     for op_id in ("createReferral", "changeStatus", "recordConsent"):
         _, _, op = operations(spec)[op_id]
         assert op["requestBody"]["content"]["application/json"]["examples"], op_id
+
+
+def test_every_error_answer_and_the_main_success_answers_have_valid_examples(
+    spec: dict[str, Any],
+) -> None:
+    """Examples in the paths, each valid against the schema it illustrates."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    document = Resource.from_contents(spec, default_specification=DRAFT202012)
+    registry = Registry().with_resource("urn:spec", document)
+
+    def problems_with(example: Any, schema: dict[str, Any]) -> list[str]:
+        root = {"$ref": "urn:spec#" + schema["$ref"][1:]} if "$ref" in schema else schema
+        validator = Draft202012Validator(root, registry=registry)
+        return [e.message for e in validator.iter_errors(example)]
+
+    found = 0
+    for op_id, (_, path, op) in operations(spec).items():
+        if not path.startswith("/v1/"):
+            continue
+        for code, response in op["responses"].items():
+            for media, content in response.get("content", {}).items():
+                if media == "application/problem+json" or op_id in {
+                    "createReferral",
+                    "readReferral",
+                    "changeStatus",
+                }:
+                    assert "example" in content, (op_id, code, media)
+                if "example" in content:
+                    found += 1
+                    assert problems_with(content["example"], content["schema"]) == [], (
+                        op_id,
+                        code,
+                    )
+                    if media == "application/problem+json":
+                        assert content["example"]["status"] == int(code), (op_id, code)
+    assert found > 40
