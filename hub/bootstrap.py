@@ -10,6 +10,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import models, telemetry
+from hub.crypto import blind
 from hub.crypto.fields import MASTER_KEYS
 from hub.crypto.keystore import master_keys_from
 from hub.db import make_engine, make_session_factory
@@ -45,7 +46,10 @@ def bootstrap(settings: Settings) -> Hub:
     engine = make_engine(settings.resolved_database_url)
     telemetry.instrument_engine(engine)
     # Every session carries the master keys, so services can seal and open personal fields.
-    factory = make_session_factory(engine, info={MASTER_KEYS: master_keys_from(settings)})
+    # The holder for the search index key is shared by the sessions (a shallow copy each).
+    factory = make_session_factory(
+        engine, info={MASTER_KEYS: master_keys_from(settings), blind.PROCESS_CACHE: {}}
+    )
     catalogue = load_catalogue()
     policy = load_policy(catalogue, settings.policy_file)
     hub = Hub(

@@ -33,6 +33,10 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 #: ``session.info`` key of the unwrapped index key (one unwrap per session, not per term).
 UNWRAPPED = "hub.crypto.blind_index_key"
+#: ``session.info`` key of a holder shared by every session of one process's session factory
+#: (``hub.bootstrap``): the key is read and unwrapped once per process, not per request. The
+#: key itself never changes (a re-wrap changes only its wrapping), so it cannot go stale.
+PROCESS_CACHE = "hub.crypto.blind_index_cache"
 
 
 def digest(session: Session, kind: str, term: str) -> bytes:
@@ -46,6 +50,10 @@ def index_key(session: Session) -> bytes:
     known = session.info.get(UNWRAPPED)
     if isinstance(known, bytes):
         return known
+    shared = session.info.get(PROCESS_CACHE)
+    if isinstance(shared, dict) and isinstance(shared.get(KEY_ID), bytes):
+        session.info[UNWRAPPED] = shared[KEY_ID]
+        return bytes(shared[KEY_ID])
     row = session.get(BlindIndexKey, KEY_ID)
     if row is None:
         _create(session)
@@ -53,6 +61,8 @@ def index_key(session: Session) -> bytes:
     assert row is not None
     key = _unwrap(session, bytes(row.wrapped_key), row.master_key_id)
     session.info[UNWRAPPED] = key
+    if isinstance(shared, dict):
+        shared[KEY_ID] = key
     return key
 
 

@@ -44,9 +44,12 @@ def index_person(
     given_name: str | None,
     family_name: str | None,
     birth_date: str | None,
+    new: bool = False,
 ) -> None:
-    """Replace the person's index rows with those of this name and birth date (ISO)."""
-    forget(session, person_id)
+    """Replace the person's index rows with those of this name and birth date (ISO); a
+    ``new`` person has none to replace."""
+    if not new:
+        forget(session, person_id)
     rows = [
         {"person_id": person_id, "kind": kind, "digest": d}
         for kind, d in index_entries(

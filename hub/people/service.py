@@ -101,6 +101,7 @@ def _create(session: Session, person: PersonIn) -> Person:
         given_name=person.given_name,
         family_name=person.family_name,
         birth_date=birth,
+        new=True,
     )
     # Known to the session as the row just written, without reading it back.
     created = Person(**values)
