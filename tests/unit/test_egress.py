@@ -326,6 +326,7 @@ def test_settings_refuse_bad_issuer_urls() -> None:
         "profile": "production",
         "database_url": "postgresql+psycopg://hub@db/hub",
         "kafka_bootstrap_servers": "kafka:9092",
+        "kafka_allow_plaintext": True,  # the issuer checks are the subject here
         "issuer": "https://hub.example",
         "master_keys": {"k1": "A" * 43 + "="},
         "master_key_id": "k1",
