@@ -1,4 +1,8 @@
-"""Access tokens in the JWT profile of RFC 9068: issuing ours, validating ours and others'."""
+"""Access tokens in the JWT profile of RFC 9068: issuing ours, validating ours and others'.
+
+One module on purpose: issuing and validating share the rules (typ, algorithms, audience,
+lifetimes, key selection), so a reviewer sees both sides of each rule together.
+"""
 
 from __future__ import annotations
 

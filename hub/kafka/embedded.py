@@ -13,6 +13,9 @@ client that asks for an id in that fraction of a second can still be handed a us
 The broker never outlives this process, however this process ends: the kernel kills it
 (``PR_SET_PDEATHSIG``) when the thread that forked it ends, so every broker is forked by
 one thread that lives as long as the process (``_Spawner``).
+
+One module on purpose: starting, watching, killing and restarting the child share the
+producer-id accounting above, which only holds if all of them keep it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ account that an administrator created (``hub staff add``); the hub creates neith
 roles from it. ``state``, ``nonce`` and the PKCE verifier travel in a short-lived cookie sealed
 with AES-GCM under a key made per process, so a login that spans a restart simply fails and the
 user starts again. Provider URLs are called with timeouts and without following redirects.
+
+One module on purpose: the flow's checks (state, nonce, PKCE, issuer, audience, signature,
+expiry) read top to bottom in the order a security review follows them.
 """
 
 from __future__ import annotations
