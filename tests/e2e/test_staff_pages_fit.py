@@ -1,7 +1,10 @@
 """Every staff page on a phone (390x844) and a desktop (1280x800), for each role that opens it.
 
-No page scrolls sideways, and axe-core (tests/contracts/node_modules/axe-core) finds no
-"serious" or "critical" violation. A client with a long history shows how compact the
+No page scrolls sideways, axe-core (tests/contracts/node_modules/axe-core) finds no
+"serious" or "critical" violation, and no page shows a catalogue code or partner id where a
+label exists (the check of tests/api/test_staff_labels.py, on what the browser rendered).
+Search finds the client by name, the type picker says what it does, the audit trail reads
+as sentences. A client with a long history shows how compact the
 person page's timeline is: its height is printed (run with ``-s`` to read it).
 
 ``HUB_SCREENSHOTS=docs/screenshots`` keeps the person page on a phone (person-mobile.png).
@@ -18,6 +21,7 @@ import pytest
 
 from hub.db import unit_of_work
 from hub.web.accounts import add_staff
+from tests.api.test_staff_labels import codes_with_labels, leaks, visible
 from tests.e2e.test_staff_browser import (
     CHROMIUM,
     EMAIL,
@@ -125,9 +129,10 @@ def log_in(browser: Browser, url: str, email: str) -> Page:
     return page
 
 
-def faults(page: Page) -> list[str]:
-    """What is wrong with the open page at each viewport: sideways scrolling, axe findings."""
-    found = []
+def faults(page: Page, codes: dict[str, str]) -> list[str]:
+    """What is wrong with the open page: codes where labels belong; at each viewport,
+    sideways scrolling and axe findings."""
+    found = [f"{page.url} shows the code {c!r}" for c in leaks(visible(page.content()), codes)]
     for viewport in VIEWPORTS:
         page.set_viewport_size(viewport)
         wide = page.evaluate("document.documentElement.scrollWidth")
@@ -205,13 +210,22 @@ def test_every_staff_page_fits_a_phone_and_passes_axe(
     assert header <= 80
     page.context.close()
 
+    codes = codes_with_labels("de", sorted(running.partners.creds))
+    shown = {  # path -> (where, what the caseworker or officer reads there)
+        "/staff/search?q=Yutong": ("main", "Yutong-Abdelrahman-Nakamura"),  # found by a name
+        f"/staff/people/{person}/referrals/new": ("main", "Art wählen"),
+        "/staff/audit": ("td.sentence", "hat eine Überweisung"),
+    }
     found: list[str] = []
     for email, paths in pages.items():
         page = log_in(browser, gateway.url, email)
         for path in paths:
             response = page.goto(f"{gateway.url}{path}")
             assert response is not None and response.ok, (email, path)
-            found += faults(page)
+            if path in shown:
+                where, words = shown[path]
+                expect(page.locator(where).get_by_text(words).first).to_be_visible()
+            found += faults(page, codes)
         page.context.close()
     assert not found, "\n".join(found)
 
