@@ -56,7 +56,13 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys, a busy timeout, a private file."""
+    """An engine for the URL; SQLite gets WAL, foreign keys, a busy timeout, a private file.
+
+    Statement parameters never reach logs or exception texts (``hide_parameters``): they
+    carry sealed personal data and, in development, inline connector secrets; SQLAlchemy's
+    own shortening of long parameters can cut a redaction marker off and leave a secret's
+    tail behind."""
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         path = engine.url.database

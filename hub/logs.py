@@ -88,6 +88,15 @@ def _trace_ids() -> dict[str, str]:
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
+def _row_free(record: logging.LogRecord) -> str | None:
+    """SQLAlchemy's result rows at DEBUG, without the rows: they hold sealed personal data
+    and connector settings, and SQLAlchemy shortens long values in the middle, which can cut
+    a redaction marker off and leave a secret's tail behind."""
+    if record.name.startswith("sqlalchemy.engine") and str(record.msg).startswith("Row "):
+        return "Row " + REDACTED
+    return None
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, as_json: bool) -> None:
         super().__init__()
@@ -96,7 +105,7 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: _scrub(v, k) for k, v in vars(record).items() if k not in _STANDARD}
         fields.update(_trace_ids())
-        message = redact(record.getMessage())
+        message = _row_free(record) or redact(record.getMessage())
         error = redact(self.formatException(record.exc_info)) if record.exc_info else None
         if self.as_json:
             doc = {

@@ -95,3 +95,17 @@ def test_chatty_libraries_are_held_at_warning(captured: io.StringIO) -> None:
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
     logging.getLogger("sqlalchemy.engine.Engine").info("INSERT ... ('value:%s',)", SECRET)
     assert SECRET not in captured.getvalue()
+
+
+def test_sqlalchemy_rows_are_never_logged_even_shortened(captured: io.StringIO) -> None:
+    """SQLAlchemy shortens a long value in the middle ("... (102 characters truncated) ..."),
+    which can cut a ``value:`` marker off and leave a secret's tail: rows go unlogged."""
+    engine_log = logging.getLogger("sqlalchemy.engine.Engine")
+    engine_log.setLevel(logging.DEBUG)
+    shortened = f"{{'credential_ref' ... (102 characters truncated) ... {SECRET[-12:]}'}}"
+    engine_log.debug("Row %r", ("amt", shortened))
+    engine_log.info("SELECT partners.id FROM partners")
+
+    text = captured.getvalue()
+    assert SECRET[-12:] not in text
+    assert "Row [redacted]" in text and "SELECT partners.id FROM partners" in text
