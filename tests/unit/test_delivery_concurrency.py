@@ -172,7 +172,10 @@ def test_a_repeat_is_not_pushed_again(hub: Any) -> None:
     # re-delivered after a crash, then the same event once more within the poll
     again = [*first, routed(2, "p_1"), replace(first[0], offset=3)]
     assert run.settle({tp: again}, threading.Event()) == {tp: 4}
-    assert partner.received == [*ids(first), ids(again)[2]]
+    # Different people's events go out concurrently: their order is not promised, only
+    # that each is pushed once and the new one comes after the repeats were skipped.
+    assert sorted(partner.received[:2]) == sorted(ids(first))
+    assert partner.received[2:] == [ids(again)[2]]
 
 
 def test_an_outage_pauses_the_partner_and_a_rejection_dead_letters_only_that_message(
