@@ -12,7 +12,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from hub.audit.models import AuditRecord
-from hub.db import utcnow
+from hub.db import table_of, utcnow
 
 ACTOR_TYPES = frozenset({"partner", "staff", "system"})
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -83,7 +83,7 @@ def record_at_commit(
 
 
 _AT_COMMIT = "hub.audit.at_commit"
-_INSERT = insert(AuditRecord.__table__)
+_INSERT = insert(table_of(AuditRecord))
 
 
 @event.listens_for(Session, "before_commit")
