@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from hub.audit.service import record as audit
+from hub.audit.service import record_at_commit
 from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
 from hub.auth.deps import memory_or_thread, require_scope
 from hub.auth.tokens import Principal
@@ -52,7 +52,7 @@ def caller(scope: str) -> Callable[..., Awaitable[Partner]]:
 
 def _called(session: Session, request: Request, principal: Principal) -> Partner:
     # The partner comes from the cache (a miss raises WouldLoad first); the audit entry is
-    # only added to the session, written with the request's flush.
+    # only staged in the session, written at commit.
     partner = partner_of(session, principal)
     audit_call(session, request, partner.id)
     return partner
@@ -61,7 +61,7 @@ def _called(session: Session, request: Request, principal: Principal) -> Partner
 def audit_call(session: Session, request: Request, partner_id: str) -> None:
     """Record a partner's API call in the request's own transaction (kept only if it commits)."""
     route = request.scope.get("route")
-    audit(
+    record_at_commit(
         session,
         actor_type="partner",
         actor=partner_id,
@@ -86,7 +86,7 @@ def audit_read(
     the indexed ``person_id`` column and the referral ids in ``details``: "who read person X"
     (the Art. 15 report, the data protection officer) is then one index lookup, where ids in a
     JSON list would need a scan of every call on both SQLite and PostgreSQL. The records are
-    only added to the session, like the call's own, and written with the request's flush.
+    only staged in the session, like the call's own, and written at commit.
     """
     people: dict[str, set[str]] = {}
     for person_id, referral_id in touched:
@@ -96,7 +96,7 @@ def audit_read(
                 people[person_id].add(referral_id)
     route = getattr(request.scope.get("route"), "path", request.url.path)
     for person_id, referral_ids in sorted(people.items()):
-        audit(
+        record_at_commit(
             session,
             actor_type="partner",
             actor=partner_id,

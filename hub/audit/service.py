@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from hub.audit.models import AuditRecord
-from hub.db import utcnow
+from hub.db import table_of, utcnow
 
 ACTOR_TYPES = frozenset({"partner", "staff", "system"})
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
@@ -56,25 +56,74 @@ def record(
     details: Mapping[str, Any] | None = None,
 ) -> AuditRecord:
     """Append one record inside the caller's transaction; it exists only if that commits."""
+    entry = AuditRecord(**_values(actor_type, actor, action, person_id, purpose, details))
+    # No lock and no read: the leaf is one INSERT in the caller's transaction, and the
+    # sequencer gives it its place in the tree once it has committed (hub.audit.sequencer).
+    session.add(entry)
+    return entry
+
+
+def record_at_commit(
+    session: Session,
+    *,
+    actor_type: str,
+    actor: str,
+    action: str,
+    person_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Like :func:`record`, for a record nothing reads back before commit: written as one
+    Core INSERT when the session commits, and dropped with the transaction on rollback.
+
+    For the record of every partner call: the ORM's flush of an :class:`AuditRecord` costs
+    the gateway several times the statement itself.
+    """
+    values = _values(actor_type, actor, action, person_id, None, details)
+    session.info.setdefault(_AT_COMMIT, []).append(values)
+
+
+_AT_COMMIT = "hub.audit.at_commit"
+_INSERT = insert(table_of(AuditRecord))
+
+
+@event.listens_for(Session, "before_commit")
+def _write_at_commit(session: Session) -> None:
+    rows = session.info.pop(_AT_COMMIT, None)
+    if rows:
+        session.execute(_INSERT, rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # After a commit the list is gone already; after a rollback its records go with the
+    # effects they recorded, as pending objects would.
+    if transaction.parent is None:
+        session.info.pop(_AT_COMMIT, None)
+
+
+def _values(
+    actor_type: str,
+    actor: str,
+    action: str,
+    person_id: str | None,
+    purpose: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     if actor_type not in ACTOR_TYPES:
         raise ValueError(f"actor_type must be one of {sorted(ACTOR_TYPES)}, not {actor_type!r}")
     if not _ACTION.fullmatch(action):
         raise ValueError(f"action must be dotted lower-case words, not {action!r}")
     clean = json.loads(_canonical(dict(details or {})))
     _refuse_personal(clean, "details")
-    entry = AuditRecord(
-        at=utcnow(),
-        actor_type=actor_type,
-        actor=actor,
-        action=action,
-        person_id=person_id,
-        purpose=purpose,
-        details=clean,
-    )
-    # No lock and no read: the leaf is one INSERT in the caller's transaction, and the
-    # sequencer gives it its place in the tree once it has committed (hub.audit.sequencer).
-    session.add(entry)
-    return entry
+    return {
+        "at": utcnow(),
+        "actor_type": actor_type,
+        "actor": actor,
+        "action": action,
+        "person_id": person_id,
+        "purpose": purpose,
+        "details": clean,
+    }
 
 
 def leaf_bytes(values: Mapping[Any, Any]) -> bytes:

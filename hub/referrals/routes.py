@@ -19,6 +19,7 @@ from hub.api.deps import (
     audit_read,
     caller,
 )
+from hub.auth.deps import commit_in_thread
 from hub.partners.models import Partner
 from hub.referrals import service
 from hub.referrals.idempotency import (
@@ -64,7 +65,7 @@ IdempotencyKey = Annotated[
         }
     },
 )
-def create_referral(
+async def create_referral(
     body: ReferralCreate,
     request: Request,
     session: SessionDep,
@@ -91,7 +92,9 @@ def create_referral(
         return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
 
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
-    return _once(session, request, partner.id, idempotency_key, fingerprint, action)
+    return await commit_in_thread(
+        session, _once, session, request, partner.id, idempotency_key, fingerprint, action
+    )
 
 
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
@@ -150,7 +153,7 @@ def list_referrals(
 
 
 @router.post("/{referral_id}/status", response_model=ReferralView, summary="Report a status change")
-def change_status(
+async def change_status(
     referral_id: UUID,
     body: StatusChange,
     request: Request,
@@ -185,7 +188,9 @@ def change_status(
         return Answer(200, view.model_dump(mode="json"))
 
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
-    return _once(session, request, partner.id, idempotency_key, fingerprint, action)
+    return await commit_in_thread(
+        session, _once, session, request, partner.id, idempotency_key, fingerprint, action
+    )
 
 
 def _once(

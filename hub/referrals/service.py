@@ -54,7 +54,7 @@ def request_referral(
     """Store a new referral and its ``referral.requested`` event.
 
     Nothing read here depends on what this request stages, so queries do not flush: the
-    referral, its history and the request's audit entry are written by the one flush at commit.
+    referral and its history are written at once, the request's audit entry at commit.
     """
     with session.no_autoflush:
         return _request_referral(session, body, by, catalogue, policy, settings)
