@@ -23,13 +23,12 @@ from kafka.errors import KafkaError
 
 from hub.kafka.client import broker_state, ensure_topics, make_consumer, make_producer
 from hub.kafka.embedded import EmbeddedBroker, free_port
-from hub.kafka.epoch import BrokerEpoch
 from hub.kafka.security import PLAINTEXT, KafkaSecurity
 from hub.settings import Settings
-from tests.hubtest import STUDENT_REFERRAL, api_client, make_hub
-from tests.integration.conftest import Running, wait_for
+from tests.hubtest import make_hub
+from tests.integration.conftest import wait_for
 from tests.integration.sasl_front import SaslFront
-from tests.integration.test_kafka_tls import Authority, Stunnel
+from tests.integration.test_kafka_tls import Authority, Stunnel, referral_reaches_amt_inbox
 
 pytestmark = pytest.mark.integration
 
@@ -229,31 +228,7 @@ def test_a_referral_reaches_the_partner_through_sasl_only(
         kafka_sasl_username=USER,
         kafka_sasl_password_file=secret,
     )
-    from hub.runtime import topic_plan
-
-    ensure_topics(hub.bootstrap_servers, topic_plan(hub), security=hub.kafka_security)
-    epoch = BrokerEpoch(hub.bootstrap_servers, "hub.epoch.v1", security=hub.kafka_security)
-    first = epoch()
-    assert epoch() == first
-    running = Running(hub, partners, env={})
-    try:
-        running.start_relay()
-        for name in ("router", "inbox"):
-            running.start_consumer_thread(name)
-        with api_client(hub) as client:
-            ude, amt = partners.headers(client, "ude"), partners.headers(client, "amt")
-            created = client.post("/v1/referrals", json=STUDENT_REFERRAL, headers=ude).json()
-
-            def amt_inbox() -> list[dict[str, Any]]:
-                """amt's inbox holds the referral"""
-                items = client.get("/v1/inbox", headers=amt).json()["items"]
-                return [i for i in items if i["referral_id"] == created["id"]]
-
-            [item] = wait_for(amt_inbox)
-            assert item["data"]["person"]["family_name"] == "Li"
-    finally:
-        running.close()
-        epoch.close()
+    referral_reaches_amt_inbox(hub, partners)
     counts = sasl.front.counts
     assert counts.authenticated >= 5  # admin, epoch, relay, router and inbox connections
 

@@ -331,12 +331,27 @@ def test_a_referral_reaches_the_partner_through_tls_only(
         kafka_security_protocol="SSL",
         kafka_ssl_cafile=tls.ca.cafile,
     )
+    referral_reaches_amt_inbox(hub, partners)
+    # Every client followed the metadata to stunnel: the broker names no other address.
+    consumer = reader(tls.stunnel.address, hub.kafka_security)
+    try:
+        consumer.topics()
+        brokers = {(b.host, b.port) for b in consumer._client.cluster.brokers()}
+    finally:
+        consumer.close()
+    assert brokers == {("127.0.0.1", tls.stunnel.port)}
+    assert tls.stunnel.accepted() >= 4  # relay, router, inbox, epoch and admin connections
+
+
+def referral_reaches_amt_inbox(hub: Any, partners: Any) -> None:
+    """ude refers a student to amt through the hub's own Kafka clients as configured: topics,
+    the broker epoch (asked, then kept), relay, router and inbox consumer."""
     from hub.runtime import topic_plan
 
     ensure_topics(hub.bootstrap_servers, topic_plan(hub), security=hub.kafka_security)
     epoch = BrokerEpoch(hub.bootstrap_servers, "hub.epoch.v1", security=hub.kafka_security)
     first = epoch()
-    assert epoch() == first  # kept while the watched TLS connection stays open
+    assert epoch() == first  # kept while the watched connection stays open
     running = Running(hub, partners, env={})
     try:
         running.start_relay()
@@ -356,12 +371,3 @@ def test_a_referral_reaches_the_partner_through_tls_only(
     finally:
         running.close()
         epoch.close()
-    # Every client followed the metadata to stunnel: the broker names no other address.
-    consumer = reader(tls.stunnel.address, hub.kafka_security)
-    try:
-        consumer.topics()
-        brokers = {(b.host, b.port) for b in consumer._client.cluster.brokers()}
-    finally:
-        consumer.close()
-    assert brokers == {("127.0.0.1", tls.stunnel.port)}
-    assert tls.stunnel.accepted() >= 4  # relay, router, inbox, epoch and admin connections
