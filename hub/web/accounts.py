@@ -118,6 +118,14 @@ def find_staff(session: Session, email: str) -> StaffAccount:
     return account
 
 
+def email_of(session: Session, account_id: int) -> str:
+    """The e-mail address of account ``account_id``, or NotFound."""
+    account = session.get(StaffAccount, account_id)
+    if account is None:
+        raise NotFound(f"no staff account {account_id}")
+    return account.email
+
+
 def set_active(session: Session, *, email: str, active: bool) -> StaffAccount:
     """Enable or disable an account; disabling ends its sessions at once. The last active
     admin cannot be disabled: nobody could enable anyone again from the UI."""

@@ -113,7 +113,7 @@ def switch(
         return _page(request, staff, error=refusal, status_code=409)
     try:
         with unit_of_work(request.app.state.session_factory) as session:
-            email = _email_of(session, account_id)
+            email = accounts.email_of(session, account_id)
             account = accounts.set_active(session, email=email, active=enable)
             action = "staff.account_enabled" if enable else "staff.account_disabled"
             audit_staff(session, staff, action, details=_described(account))
@@ -133,7 +133,7 @@ def set_password(
 ) -> Response:
     try:
         with unit_of_work(request.app.state.session_factory) as session:
-            email = _email_of(session, account_id)
+            email = accounts.email_of(session, account_id)
             account = accounts.reset_password(session, email=email, password=password)
             audit_staff(session, staff, "staff.account_password_reset", details=_described(account))
     except NotFound:
@@ -141,13 +141,6 @@ def set_password(
     except HubError as exc:
         return _page(request, staff, error=exc.detail, status_code=exc.status)
     return _page(request, staff, message="accounts.password_set")
-
-
-def _email_of(session: Any, account_id: int) -> str:
-    account = session.get(accounts.StaffAccount, account_id)
-    if account is None:
-        raise NotFound(f"no staff account {account_id}")
-    return str(account.email)
 
 
 def _described(account: accounts.StaffAccount) -> dict[str, Any]:
