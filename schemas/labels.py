@@ -17,7 +17,7 @@ import yaml
 from schemas.catalogue import Catalogue, Purpose
 from schemas.lifecycle import HUB_REASONS, REASONS, Status
 
-LANGUAGES = ("de", "en", "ar", "tr", "uk")
+LANGUAGES = ("de", "en", "ar", "tr", "uk", "ru")
 DEFAULT_LANGUAGE = "de"
 RIGHT_TO_LEFT = frozenset({"ar"})
 #: The person fields a partner may send, labelled like payload fields.

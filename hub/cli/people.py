@@ -137,7 +137,7 @@ def housekeeping(dry_run: bool) -> None:
 )
 @click.option(
     "--language",
-    help="Language of the HTML page: de, en, ar, tr or uk; default: that of the person's "
+    help="Language of the HTML page: de, en, ar, tr, uk or ru; default: that of the person's "
     "newest consent notice, else German.",
 )
 @click.option("--force", is_flag=True, help="Replace report files already there.")
