@@ -14,6 +14,7 @@ from hub.inbox import models as inbox_models
 from hub.outbox import models as outbox_models
 from hub.partners import models as partner_models
 from hub.people import models as people_models
+from hub.portal import models as portal_models
 from hub.referrals import models as referral_models
 from hub.routing import models as routing_models
 from hub.timeline import models as timeline_models
@@ -32,6 +33,7 @@ __all__ = [
     "outbox_models",
     "partner_models",
     "people_models",
+    "portal_models",
     "referral_models",
     "routing_models",
     "timeline_models",

@@ -178,6 +178,21 @@ class Settings(BaseSettings):
     staff_oidc_client_secret: str | None = Field(
         None, description="The hub's client secret there (client_secret_basic or _post)."
     )
+    client_view_enabled: bool = Field(
+        True, description="Clients may follow their own case at /mein-verfahren/ (Mein Verfahren)."
+    )
+    client_view_url: str | None = Field(
+        None,
+        description="The public address of Mein Verfahren printed on invite letters; "
+        "default: this gateway's own address.",
+    )
+    citizen_oidc_issuer: str | None = Field(
+        None, description="The city's citizen login (OpenID Connect, e.g. BundID); off when unset."
+    )
+    citizen_oidc_client_id: str | None = Field(None, description="The portal's client id there.")
+    citizen_oidc_client_secret: str | None = Field(
+        None, description="The portal's client secret there (client_secret_basic or _post)."
+    )
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint for traces and metrics, e.g. a Collector."
     )

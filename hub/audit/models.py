@@ -35,7 +35,9 @@ class AuditRecord(Base):
 
     __tablename__ = "audit_log"
     __table_args__ = (
-        CheckConstraint("actor_type IN ('partner', 'staff', 'system')", name="actor_type"),
+        CheckConstraint(
+            "actor_type IN ('partner', 'staff', 'system', 'client')", name="actor_type"
+        ),
         # What the sequencer reads every few seconds: only the leaves still without an index.
         Index(
             "ix_audit_log_unsequenced",

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from hub.audit.models import AuditRecord
 from hub.db import table_of, utcnow
 
-ACTOR_TYPES = frozenset({"partner", "staff", "system"})
+ACTOR_TYPES = frozenset({"partner", "staff", "system", "client"})
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 # The trail outlives erasure (Art. 17 GDPR does not reach the controller's proof of
 # accountability), so it must never hold what erasure is meant to remove. Names are compared

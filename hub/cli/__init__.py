@@ -16,6 +16,7 @@ warnings.filterwarnings(
 
 from hub.audit.commands import audit  # noqa: E402
 from hub.cli import (  # noqa: E402, F401 - each import registers its commands
+    clients,
     consent,
     deadletters,
     deadlines,

@@ -99,6 +99,15 @@ def _parties(session: Session, person_id: str) -> dict[str, list[uuid.UUID]]:
     return parties
 
 
+def forget_portal(session: Session, person_id: str) -> None:
+    """End the person's Mein Verfahren sessions, revoke their codes, unlink citizen logins."""
+    from hub.portal.models import CitizenLink, ClientInvite, ClientSession
+
+    session.execute(delete(ClientSession).where(ClientSession.person_id == person_id))
+    session.execute(delete(CitizenLink).where(CitizenLink.person_id == person_id))
+    session.execute(delete(ClientInvite).where(ClientInvite.person_id == person_id))
+
+
 def _forget_rows(session: Session, person_id: str) -> None:
     """Remove the person's data from every table that holds it outside the audit log.
 
@@ -122,6 +131,7 @@ def _forget_rows(session: Session, person_id: str) -> None:
     session.execute(delete(StaffNote).where(StaffNote.person_id == person_id))
     session.execute(delete(Consent).where(Consent.person_id == person_id))
     session.execute(delete(RoutingHold).where(RoutingHold.person_id == person_id))
+    forget_portal(session, person_id)
     forget_answers(session, naming=[person_id, *referral_ids])
     session.execute(
         update(InboxMessage)

@@ -27,6 +27,8 @@ from hub.web import (
 )
 from hub.web.pages import PREFIX, CsrfRefused, LoginRequired, WrongRole, render
 
+PORTAL_PREFIX = "/mein-verfahren"
+
 STATIC = Path(__file__).parent / "static"
 
 # Scripts and styles come from our own origin only (city networks block CDNs anyway).
@@ -37,7 +39,8 @@ CONTENT_SECURITY_POLICY = (
 
 
 class StaffHeaders:
-    """Security headers on every staff page; pages with personal data are never cached.
+    """Security headers on every staff and Mein Verfahren page; pages with personal data are
+    never cached.
 
     Plain ASGI: it wraps every request of the gateway, partner API calls included, which
     must not pay for a task and a re-streamed body to pass through untouched.
@@ -48,7 +51,7 @@ class StaffHeaders:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         url = URL(scope=scope) if scope["type"] == "http" else None
-        if url is None or not url.path.startswith(PREFIX):
+        if url is None or not url.path.startswith((PREFIX, PORTAL_PREFIX)):
             await self.app(scope, receive, send)
             return
         settings = scope["app"].state.settings
@@ -62,7 +65,7 @@ class StaffHeaders:
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "same-origin"
                 headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-                if not url.path.startswith(PREFIX + "/static/"):
+                if not url.path.startswith((PREFIX + "/static/", PORTAL_PREFIX + "/static/")):
                     headers["Cache-Control"] = "no-store"
                 if hsts:
                     headers["Strict-Transport-Security"] = "max-age=31536000"
@@ -84,6 +87,10 @@ def install(app: FastAPI) -> None:
     app.include_router(staff_admin.router)
     app.include_router(oidc.router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="staff-static")
+    if app.state.settings.client_view_enabled:
+        from hub.portal import app as portal
+
+        portal.install(app)
     app.add_middleware(StaffHeaders)
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(WrongRole, _wrong_role)  # type: ignore[arg-type]
@@ -113,6 +120,13 @@ async def _csrf_refused(request: Request, exc: CsrfRefused) -> Response:
 
 
 async def _staff_or_problem(request: Request, exc: HubError) -> Response:
+    if (
+        request.url.path.startswith(PORTAL_PREFIX)
+        and request.app.state.settings.client_view_enabled
+    ):
+        from hub.portal.app import portal_error
+
+        return portal_error(request, exc.status)
     if not request.url.path.startswith(PREFIX):
         return await problems.hub_error(request, exc)
     template = "notfound.html" if exc.status == 404 else "error.html"
@@ -120,6 +134,14 @@ async def _staff_or_problem(request: Request, exc: HubError) -> Response:
 
 
 async def _staff_page_or_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    if (
+        request.url.path.startswith(PORTAL_PREFIX)
+        and request.app.state.settings.client_view_enabled
+        and exc.status_code in (404, 405)
+    ):
+        from hub.portal.app import portal_error
+
+        return portal_error(request, exc.status_code)
     if not request.url.path.startswith(PREFIX) or exc.status_code != 404:
         return await problems.http_error(request, exc)
     return render(request, "notfound.html", staff=None, status_code=404, detail=request.url.path)

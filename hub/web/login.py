@@ -72,7 +72,7 @@ def login(
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     request.state.login_csrf = expected or secrets.token_urlsafe(32)
-    if not expected or not secrets.compare_digest(csrf_token, expected):
+    if not expected or not secrets.compare_digest(csrf_token.encode(), expected.encode()):
         return render(request, "csrf.html", staff=None, status_code=403)
     address = request.client.host if request.client else "unknown"
     if not request.app.state.login_throttle.allow(address):

@@ -116,6 +116,30 @@ class Flow:
     expires: float
 
 
+@dataclass(frozen=True)
+class RelyingParty:
+    """Who the hub is at one provider: its client there, the egress profile, the leeway.
+
+    Staff log in through the city's provider; clients of Mein Verfahren through the citizen
+    login (hub.portal.citizen). Both run the same checks."""
+
+    client_id: str
+    client_secret: str | None
+    profile: str
+    leeway: int
+    scope: str = SCOPE
+
+    @classmethod
+    def staff(cls, settings: Settings) -> RelyingParty:
+        """The staff login's client at the city's provider."""
+        return cls(
+            client_id=settings.staff_oidc_client_id or "",
+            client_secret=settings.staff_oidc_client_secret,
+            profile=settings.profile,
+            leeway=settings.clock_skew_seconds,
+        )
+
+
 def configured(settings: Settings) -> bool:
     """True when the staff login through the city's provider is switched on."""
     return bool(settings.staff_oidc_issuer and settings.staff_oidc_client_id)
@@ -223,7 +247,7 @@ def _provider(request: Request) -> Provider:
 # ---------------------------------------------------------------------- the state cookie
 
 
-def _seal_key(request: Request) -> bytes:
+def seal_key(request: Request) -> bytes:
     state = request.app.state
     with _STATE_LOCK:
         key: bytes | None = getattr(state, "oidc_seal_key", None)
@@ -273,7 +297,7 @@ def oidc_start(request: Request, next: str = "") -> Response:
         next=safe_next(next),
         expires=time.time() + STATE_SECONDS,
     )
-    with _client(settings, metadata, flow.redirect_uri) as client:
+    with client_for(RelyingParty.staff(settings), metadata, flow.redirect_uri) as client:
         url, _ = client.create_authorization_url(
             metadata["authorization_endpoint"],
             state=flow.state,
@@ -282,7 +306,7 @@ def oidc_start(request: Request, next: str = "") -> Response:
         )
     response = RedirectResponse(url, status_code=303)
     set_cookie(
-        request, response, STATE_COOKIE, seal(_seal_key(request), flow), max_age=STATE_SECONDS
+        request, response, STATE_COOKIE, seal(seal_key(request), flow), max_age=STATE_SECONDS
     )
     return response
 
@@ -295,10 +319,11 @@ def oidc_callback(request: Request) -> Response:
         raise NotFound("login with the city account is not configured")
     try:
         flow = _flow_of(request)
-        code = _code_of(request, flow)
+        code = code_of(request, flow)
         provider = _provider(request)
-        id_token = _exchange(settings, provider.metadata(), flow, code)
-        claims = validate_id_token(provider, settings, id_token, nonce=flow.nonce)
+        rp = RelyingParty.staff(settings)
+        id_token = exchange(rp, provider.metadata(), flow, code)
+        claims = validate_id_token(provider, rp, id_token, nonce=flow.nonce)
         email = _email_of(claims)
         token = _start_session(request, email)
     except LoginFailed as failure:
@@ -312,13 +337,13 @@ def oidc_callback(request: Request) -> Response:
 
 def _flow_of(request: Request) -> Flow:
     value = request.cookies.get(STATE_COOKIE)
-    flow = unseal(_seal_key(request), value, now=time.time()) if value else None
+    flow = unseal(seal_key(request), value, now=time.time()) if value else None
     if flow is None:
         raise LoginFailed("state_missing_or_expired", message="oidc.failed", status=400)
     return flow
 
 
-def _code_of(request: Request, flow: Flow) -> str:
+def code_of(request: Request, flow: Flow) -> str:
     params = request.query_params
     if not secrets.compare_digest(params.get("state", "").encode(), flow.state.encode()):
         raise LoginFailed("state_mismatch", message="oidc.failed", status=400)
@@ -330,17 +355,18 @@ def _code_of(request: Request, flow: Flow) -> str:
     return code
 
 
-def _client(settings: Settings, metadata: dict[str, Any], redirect_uri: str) -> Any:
-    secret = settings.staff_oidc_client_secret
+def client_for(rp: RelyingParty, metadata: dict[str, Any], redirect_uri: str) -> Any:
+    """An authlib OAuth 2.0 client for the code flow with PKCE S256 at the provider."""
+    secret = rp.client_secret
     return OAuth2Client(
-        client_id=settings.staff_oidc_client_id,
+        client_id=rp.client_id,
         client_secret=secret,
         token_endpoint_auth_method=_auth_method(metadata, has_secret=bool(secret)),
-        scope=SCOPE,
+        scope=rp.scope,
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
         timeout=HTTP_TIMEOUT,
-        **client_options(EgressPolicy.for_profile(settings.profile)),  # no redirects, SSRF guard
+        **client_options(EgressPolicy.for_profile(rp.profile)),  # no redirects, SSRF guard
     )
 
 
@@ -354,10 +380,10 @@ def _auth_method(metadata: dict[str, Any], *, has_secret: bool) -> str:
     return "client_secret_basic"
 
 
-def _exchange(settings: Settings, metadata: dict[str, Any], flow: Flow, code: str) -> str:
+def exchange(rp: RelyingParty, metadata: dict[str, Any], flow: Flow, code: str) -> str:
     """The ID token the token endpoint gives for the code and the PKCE verifier."""
     try:
-        with _client(settings, metadata, flow.redirect_uri) as client:
+        with client_for(rp, metadata, flow.redirect_uri) as client:
             tokens = client.fetch_token(
                 metadata["token_endpoint"],
                 grant_type="authorization_code",
@@ -375,7 +401,7 @@ def _exchange(settings: Settings, metadata: dict[str, Any], flow: Flow, code: st
 
 
 def validate_id_token(
-    provider: Provider, settings: Settings, id_token: str, *, nonce: str
+    provider: Provider, rp: RelyingParty, id_token: str, *, nonce: str
 ) -> dict[str, Any]:
     """The claims of a valid ID token (OpenID Connect Core 1.0 §3.1.3.7); else LoginFailed."""
     try:
@@ -391,19 +417,19 @@ def validate_id_token(
         raise LoginFailed("id_token_key_unknown")
     try:
         claims = jwt.decode(id_token, key, algorithms=[alg]).claims
-        _claims_registry(provider, settings, nonce).validate(claims)
+        _claims_registry(provider, rp, nonce).validate(claims)
     except (JoseError, ValueError, TypeError) as exc:
         raise LoginFailed("id_token_invalid") from exc
-    _check_audience(claims, settings.staff_oidc_client_id or "")
+    _check_audience(claims, rp.client_id)
     return claims
 
 
-def _claims_registry(provider: Provider, settings: Settings, nonce: str) -> jwt.JWTClaimsRegistry:
+def _claims_registry(provider: Provider, rp: RelyingParty, nonce: str) -> jwt.JWTClaimsRegistry:
     return jwt.JWTClaimsRegistry(
-        leeway=settings.clock_skew_seconds,
+        leeway=rp.leeway,
         iss={"essential": True, "value": provider.issuer},
         sub={"essential": True},
-        aud={"essential": True, "value": settings.staff_oidc_client_id or ""},
+        aud={"essential": True, "value": rp.client_id},
         exp={"essential": True},
         iat={"essential": True},
         nonce={"essential": True, "value": nonce},

@@ -144,7 +144,7 @@ async def check_csrf(request: Request, staff: Staff = Depends(current_staff)) ->
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not sent or not hmac.compare_digest(sent, staff.csrf_token):
+    if not sent or not hmac.compare_digest(sent.encode(), staff.csrf_token.encode()):
         raise CsrfRefused
     return staff
 
