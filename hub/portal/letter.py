@@ -34,14 +34,12 @@ def letter_html(issued: Issued, *, base_url: str, words: Words) -> str:
     return f"""<!doctype html>
 <html lang="{words.language}" dir="{direction}"><head><meta charset="utf-8">
 <title>{html.escape(t("site.title"))}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;line-height:1.5}}
-.code{{font:700 1.6rem ui-monospace,monospace;letter-spacing:.1em;direction:ltr}}</style>
 </head><body>
 <h1>{html.escape(t("site.title"))}: {html.escape(t("site.owner"))}</h1>
 <p>{html.escape(t("start.intro"))}</p>
 <p>{html.escape(t("start.how"))} {html.escape(t("start.once"))}</p>
 <p>{html.escape(t("start.code"))}:</p>
-<p class="code">{html.escape(issued.code)}</p>
+<h2 dir="ltr"><code>{html.escape(issued.code)}</code></h2>
 <p dir="ltr">{html.escape(url)}</p>
 <div>{qr_svg(url + "#" + issued.code)}</div>
 <p>{html.escape(t("letter.expires", day=expires))}</p>

@@ -16,6 +16,7 @@ from hub.api import problems
 from hub.errors import HubError
 from hub.web import (
     audit_trail,
+    client_invites,
     clients,
     dashboard,
     deliveries,
@@ -91,6 +92,7 @@ def install(app: FastAPI) -> None:
         from hub.portal import app as portal
 
         portal.install(app)
+        app.include_router(client_invites.router)
     app.add_middleware(StaffHeaders)
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(WrongRole, _wrong_role)  # type: ignore[arg-type]

@@ -21,6 +21,8 @@ from hub.partners.models import Partner
 from hub.people import visibility
 from hub.people.models import Person, PersonReference
 from hub.people.names import parse_day
+from hub.portal.invites import invites_of, usable
+from hub.portal.words import LANGUAGES
 from hub.timeline.models import TimelineEntry
 from hub.timeline.service import fold_deliveries, timeline_for_staff, visible_purposes
 from hub.web import accounts
@@ -296,6 +298,11 @@ def _person_context(
         "event_types": {f"{TYPE_PREFIX}{kind}.v1": f"event.{kind}" for kind in _EVENT_KINDS},
         "purposes": sorted(visible),
         "new_types": types_staff_may_request(session, request, staff),
+        "client_view": request.app.state.settings.client_view_enabled,
+        "invites": [i for i in invites_of(session, person_id) if usable(i, utcnow())]
+        if request.app.state.settings.client_view_enabled
+        else [],
+        "invite_languages": LANGUAGES,
     }
 
 

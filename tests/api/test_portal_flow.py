@@ -131,3 +131,58 @@ def test_forms_need_their_token_and_logging_out_ends_the_session(
     out = browser.post(PORTAL + "/abmelden", data={"csrf_token": csrf_of(page.text)})
     assert out.status_code == 200 and "abgemeldet" in out.text
     assert "Aufenthaltserlaubnis" not in browser.get(PORTAL + "/").text
+
+
+def test_a_caseworker_prints_a_letter_whose_code_opens_the_case_and_can_revoke_it(
+    hub_and_partners: tuple[Hub, Partners], client: TestClient
+) -> None:
+    from hub.db import unit_of_work
+    from hub.web.accounts import add_staff
+    from tests.staffweb import PASSWORD, log_in
+
+    hub, partners = hub_and_partners
+    case = student_case(client, partners)
+    with unit_of_work(hub.session_factory) as session:
+        add_staff(
+            session,
+            email="res@duisburg.de",
+            role="caseworker",
+            purposes=["residence"],
+            password=PASSWORD,
+        )
+    staff = portal_client(hub)
+    assert log_in(staff, "res@duisburg.de").status_code == 303
+    person_page = staff.get(f"/staff/people/{case.person_id}")
+    assert "Zugangscode erstellen" in person_page.text
+    letter = staff.post(
+        f"/staff/people/{case.person_id}/invites",
+        data={"csrf_token": csrf_of(person_page.text), "language": "tr"},
+    )
+    assert letter.status_code == 200
+    assert 'lang="tr"' in letter.text and "<svg" in letter.text
+    code = re.search(r"<code>([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})</code>", letter.text)
+    assert code, letter.text
+    assert case.person_id not in letter.text
+
+    browser = portal_client(hub)
+    assert sign_in(browser, code.group(1), "2001-04-03").status_code == 303
+    assert '<html lang="tr"' in browser.get(PORTAL + "/").text  # the letter's language
+
+    person_page = staff.get(f"/staff/people/{case.person_id}")
+    invite_id = re.search(r"<code>(inv_[0-9a-f]+)</code>", person_page.text)
+    # A used code is no longer open; issue another and revoke it.
+    assert invite_id is None
+    staff.post(
+        f"/staff/people/{case.person_id}/invites",
+        data={"csrf_token": csrf_of(person_page.text)},
+    )
+    person_page = staff.get(f"/staff/people/{case.person_id}")
+    invite_id = re.search(r"<code>(inv_[0-9a-f]+)</code>", person_page.text)
+    assert invite_id, person_page.text
+    revoked = staff.post(
+        f"/staff/people/{case.person_id}/invites/{invite_id.group(1)}/revoke",
+        data={"csrf_token": csrf_of(person_page.text)},
+        follow_redirects=False,
+    )
+    assert revoked.status_code == 303
+    assert invite_id.group(1) not in staff.get(f"/staff/people/{case.person_id}").text
