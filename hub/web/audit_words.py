@@ -49,6 +49,15 @@ ACTIONS = (
     "operator.deadletter_replayed",
     "policy.loaded",
     "security.enumeration_suspected",
+    "client.invite_issued",
+    "client.invite_revoked",
+    "client.login",
+    "client.login_refused",
+    "client.citizen_linked",
+    "client.case_viewed",
+    "client.access_viewed",
+    "client.proof_viewed",
+    "client.logout",
 )
 
 #: What a partner's API call did, by method and route (the first match wins).
@@ -181,6 +190,42 @@ _SENTENCES: dict[str, tuple[str, str]] = {
     "security.enumeration_suspected": (
         "Verdacht auf Ausforschung: {actor} hat auffällig viele Kennungen abgefragt.",
         "Suspected enumeration: {actor} asked for unusually many ids.",
+    ),
+    "client.invite_issued": (
+        "{actor} hat einen Zugangscode für Mein Verfahren erstellt.",
+        "{actor} issued an access code for Mein Verfahren.",
+    ),
+    "client.invite_revoked": (
+        "{actor} hat einen Zugangscode für Mein Verfahren widerrufen.",
+        "{actor} revoked an access code for Mein Verfahren.",
+    ),
+    "client.login": (
+        "Die Person hat sich bei Mein Verfahren angemeldet.",
+        "The person signed in to Mein Verfahren.",
+    ),
+    "client.login_refused": (
+        "Eine Anmeldung bei Mein Verfahren wurde abgelehnt.",
+        "A sign-in to Mein Verfahren was refused.",
+    ),
+    "client.citizen_linked": (
+        "Die Person hat ihr Bürgerkonto mit Mein Verfahren verbunden.",
+        "The person linked their citizen account to Mein Verfahren.",
+    ),
+    "client.case_viewed": (
+        "Die Person hat ihr Verfahren angesehen.",
+        "The person viewed their case.",
+    ),
+    "client.access_viewed": (
+        "Die Person hat angesehen, wer ihre Daten verwendet hat.",
+        "The person viewed who used their data.",
+    ),
+    "client.proof_viewed": (
+        "Die Person hat einen Nachweis aus dem Protokoll abgerufen.",
+        "The person fetched a proof from the audit log.",
+    ),
+    "client.logout": (
+        "Die Person hat sich bei Mein Verfahren abgemeldet.",
+        "The person signed out of Mein Verfahren.",
     ),
     "other": ("{actor}: Aktion {action}", "{actor}: action {action}"),
     "actor.system": ("Der Hub", "The hub"),
