@@ -9,7 +9,8 @@ goes only once nothing can need it again:
   unless its event is still unsettled (it may be published again, and must be dropped again);
 - a stored answer to an ``Idempotency-Key``, which answers a partner's retry;
 - a pulled message its partner acknowledged;
-- an expired staff session.
+- an expired staff session, an ended Mein Verfahren session, and an access code that was used,
+  revoked or expired ``keep_days`` ago (the audit log keeps that it was issued and used).
 
 The marks, answers and messages are kept ``keep_days`` (``HUB_HOUSEKEEPING_KEEP_DAYS``).
 A repeat can reach a consumer as long as its record is in a topic: 30 days in the event and
@@ -32,6 +33,8 @@ from sqlalchemy.orm import Session
 from hub.events.models import ProcessedEvent
 from hub.inbox.models import InboxMessage
 from hub.outbox.models import OutboxEvent
+from hub.portal.models import ClientInvite, ClientSession
+from hub.portal.sessions import IDLE_MINUTES
 from hub.referrals.models import IdempotencyRecord
 from hub.web.models import StaffSession
 
@@ -60,6 +63,18 @@ def _rules(now: datetime, keep_days: int) -> list[tuple[Any, ColumnElement[bool]
         (IdempotencyRecord, IdempotencyRecord.created_at < horizon, horizon),
         (InboxMessage, InboxMessage.acked_at < horizon, horizon),
         (StaffSession, StaffSession.expires_at < now, now),
+        (
+            ClientSession,
+            (ClientSession.expires_at < now)
+            | (ClientSession.last_seen_at < now - timedelta(minutes=IDLE_MINUTES)),
+            now,
+        ),
+        (
+            ClientInvite,
+            func.coalesce(ClientInvite.used_at, ClientInvite.revoked_at, ClientInvite.expires_at)
+            < horizon,
+            horizon,
+        ),
     ]
 
 

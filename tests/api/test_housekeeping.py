@@ -20,6 +20,10 @@ from hub.events.service import mark_processed
 from hub.housekeeping import service as housekeeping
 from hub.inbox.models import InboxMessage
 from hub.outbox.models import OutboxEvent
+from hub.portal import sessions as client_sessions
+from hub.portal.invites import issue
+from hub.portal.models import ClientInvite
+from hub.portal.sessions import IDLE_MINUTES
 from hub.referrals.models import IdempotencyRecord
 from hub.settings import Settings
 from hub.web.accounts import add_staff, start_session
@@ -96,6 +100,19 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
         )
         start_session(session, account=account, now=t0 - timedelta(days=2))  # expired
         start_session(session, account=account, now=t0)
+        # Mein Verfahren: a code used at t0 and its session, idle since; an open code.
+        person_id = first.json()["person_id"]
+        used = issue(session, person_id=person_id, by="a", by_type="staff", now=t0)
+        issue(session, person_id=person_id, by="a", by_type="staff", now=t0)
+        session.get(ClientInvite, used.id).used_at = t0  # type: ignore[union-attr]
+        client_sessions.start(
+            session,
+            person_id=person_id,
+            invite_id=used.id,
+            method="code",
+            language=None,
+            now=t0 - timedelta(minutes=IDLE_MINUTES + 1),
+        )
     # Accepted after the others and published, but one consumer has not applied it yet: the
     # hub still owes it (a broker that forgets would make the relay send it again), and the
     # mark of the consumer that applied it must stay to drop that repeat.
@@ -123,13 +140,15 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
         "idempotency_records": 0,
         "partner_inbox": 0,
         "staff_sessions": 1,
+        "client_sessions": 1,
+        "client_invites": 0,
     }
 
     # Within the horizon only sessions go (both have expired by then), and a partner's retry
     # still gets the first answer.
     with unit_of_work(hub.session_factory) as session:
         early = housekeeping.sweep(session, now=t0 + timedelta(days=KEEP - 1), keep_days=KEEP)
-    assert by_table(early) == {**now, "staff_sessions": 2}
+    assert by_table(early) == {**now, "staff_sessions": 2}  # the client session went at once
     retry = client.post("/v1/referrals", json=referral("ES000000011"), headers=ude)
     assert retry.json()["id"] == first.json()["id"]
 
@@ -147,6 +166,8 @@ def test_sweep_keeps_what_may_be_needed_and_deletes_the_rest(
             "idempotency_records": 1,
             "partner_inbox": 1,
             "staff_sessions": 0,
+            "client_sessions": 0,
+            "client_invites": 1,  # the used code; the open one is valid for 30 days
         }
     )
     assert count(hub, OutboxEvent) == unpublished
