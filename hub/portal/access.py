@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from hub.audit.models import AuditCheckpoint, AuditRecord
 from hub.policy.model import Policy
 from hub.policy.parties import route_between
-from hub.portal.words import Words
+from hub.portal.words import Words, isolate
 from hub.referrals.models import Referral
 from hub.web.models import StaffAccount
 from schemas.catalogue import Catalogue
@@ -84,14 +84,15 @@ def accesses(
             ids.append(details["referral_id"])
         cases = [referrals[i] for i in ids if i in referrals]
         if rec.action == READ:
-            who = names.get(rec.actor, rec.actor)
+            who = isolate(names.get(rec.actor, rec.actor))
             what = words.t("access.what_read")
             purpose, basis = _partner_terms(session, cases, words, catalogue, policy)
         else:
             role = roles.get(rec.actor, "unknown")
             who = words.t("access.staff", role=words.t(f"access.role.{role}"))
             what = words.t(VIEWS[rec.action])
-            purpose = words.label("purpose", rec.purpose) if rec.purpose else ""
+            purposes = [rec.purpose] if rec.purpose else list(details.get("purposes") or [])
+            purpose = ", ".join(words.label("purpose", p) for p in purposes)
             basis = _staff_basis(rec.purpose, catalogue, words)
         if cases:
             case_words = ", ".join(dict.fromkeys(words.label("type", c.type) for c in cases))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hub.portal.words import Words
+from hub.portal.words import Words, isolate
 from hub.referrals import service as referrals
 from hub.referrals.models import Referral, StatusHistory
 from hub.settings import Settings
@@ -90,8 +90,8 @@ def _view(
     settings: Settings,
     now: datetime,
 ) -> CaseView:
-    performer = names.get(referral.performer_id, referral.performer_id)
-    requester = names.get(referral.requester_id, referral.requester_id)
+    performer = isolate(names.get(referral.performer_id, referral.performer_id))
+    requester = isolate(names.get(referral.requester_id, referral.requester_id))
     offices = {"performer": performer, "requester": requester}
     history = sorted(referral.history, key=lambda h: (h.occurred_at, h.id))
     steps = [_step(h, referral.type, words, offices) for h in history]

@@ -47,6 +47,13 @@ def _load(text: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def isolate(name: str) -> str:
+    """A name set apart from the sentence around it (Unicode first-strong isolate): a Latin
+    office name inside Arabic text keeps its own direction and does not reorder the words
+    around it."""
+    return f"\u2068{name}\u2069"
+
+
 def pick(tag: str | None) -> str | None:
     """The shipped language a BCP 47 tag (``ar``, ``uk-UA``) asks for, if there is one."""
     primary = (tag or "").split("-")[0].split("_")[0].strip().lower()
