@@ -58,8 +58,10 @@
     var body = note.slice(0, split + 1);
     var lines = note.slice(split + 2).split("\n").filter(function (l) { return l; });
     for (var k = 0; k < keyLines.length; k++) {
-      var parts = keyLines[k].trim().split("+");
-      if (parts.length !== 3) { continue; }
+      // name+hash+key: the key is base64 and may itself contain "+".
+      var line = keyLines[k].trim(), a = line.indexOf("+"), z = line.indexOf("+", a + 1);
+      if (a < 1 || z < 0) { continue; }
+      var parts = [line.slice(0, a), line.slice(a + 1, z), line.slice(z + 1)];
       var raw = b64(parts[2]);
       if (raw[0] !== 1 || raw.length !== 33) { continue; }
       var key = await crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]);
