@@ -48,6 +48,8 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 ATTEMPTS_PER_MINUTE = 10
 MAX_CODE_LENGTH = 40
 MAX_DATE_LENGTH = 20
+#: Leaf indexes beyond a signed 64-bit column name no entry (and the database refuses them).
+MAX_LEAF_INDEX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------- signing in
@@ -261,6 +263,8 @@ def proof_json(request: Request, leaf: int) -> Response:
 def _proof_for(request: Request, leaf: int) -> tuple[Client, dict[str, Any] | None]:
     with unit_of_work(request.app.state.session_factory) as session:
         client = client_of(request, session, utcnow())
+        if leaf > MAX_LEAF_INDEX:
+            raise ProofNotFound(client)
         row = session.scalars(
             select(AuditRecord).where(
                 AuditRecord.leaf_index == leaf,
