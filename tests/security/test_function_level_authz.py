@@ -4,12 +4,18 @@ The checker walks ``app.routes`` (included routers and mounted apps resolved) an
 each route's dependency tree. Partner API routes need a dependency made by
 ``hub.auth.deps.require_scope``; staff routes need ``current_staff`` (through ``require``,
 ``posting`` or ``check_csrf``), and state-changing staff routes the CSRF check as well.
-Everything else must be on the allow-list below, with the reason it may be public.
+Mein Verfahren's routes open their unit of work first and ask ``hub.portal.pages.client_of``
+for the client's session inside it (so that an expired session is deleted): the checker
+reads the handler's code, and that of the module's helpers it calls, for that call, and
+for ``check_form`` on a state-changing route. Everything else must be on the allow-list
+below, with the reason it may be public.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -20,6 +26,7 @@ from hub.auth.deps import get_session, require_scope
 from hub.auth.scopes import SCOPES
 from hub.bootstrap import Hub
 from hub.db import unit_of_work, utcnow
+from hub.portal.pages import client_of
 from hub.web import accounts
 from hub.web.accounts import Staff
 from hub.web.pages import LANG_COOKIE, SESSION_COOKIE, check_csrf, current_staff, posting, require
@@ -41,6 +48,7 @@ from tests.staffweb import staff_client
 
 PARTNER_PREFIX = "/v1/"
 STAFF_PREFIX = "/staff"
+PORTAL_PREFIX = "/mein-verfahren"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 #: (method, path) -> why the route may be called without a token or staff session.
@@ -67,6 +75,12 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/staff/login/oidc"): "starts the city IdP login (state, nonce and PKCE inside)",
     ("GET", "/staff/login/oidc/callback"): "IdP redirect target: checks state and the ID token",
     ("MOUNT", "/staff/static"): "the staff UI's CSS, scripts and icons; no data",
+    ("GET", "/mein-verfahren"): "redirects to /mein-verfahren/",
+    ("POST", "/mein-verfahren/"): "the sign-in itself (form-token cookie, throttle, code limits)",
+    ("GET", "/mein-verfahren/sprache/{lang}"): "sets the language cookie only",
+    ("GET", "/mein-verfahren/buergerkonto"): "starts the citizen login (state, nonce, PKCE)",
+    ("GET", "/mein-verfahren/buergerkonto/antwort"): "IdP redirect target: checks state and token",
+    ("MOUNT", "/mein-verfahren/static"): "the portal's CSS and scripts; no data",
 }
 
 #: The scope each partner route demands: a wrong or dropped scope fails here.
@@ -112,6 +126,18 @@ def _verbs(methods: frozenset[str]) -> list[str]:
     return sorted(m for m in methods if not (m == "HEAD" and "GET" in methods)) or ["MOUNT"]
 
 
+def _client_checks(endpoint: Callable[..., Any]) -> tuple[bool, bool]:
+    """Whether a portal handler (or a helper of its module it calls) checks the client's
+    session, and whether it checks the form token."""
+    source = inspect.getsource(endpoint)
+    module = inspect.getmodule(endpoint)
+    for name in set(re.findall(r"\b(_[a-z]\w*)\(", source)):
+        helper = getattr(module, name, None)
+        if inspect.isfunction(helper):
+            source += inspect.getsource(helper)
+    return "client_of(" in source, "check_form(" in source
+
+
 def unprotected_routes(app: FastAPI) -> list[str]:
     """What is wrong with the app's routes: one line per unprotected or misprotected route."""
     found: list[str] = []
@@ -135,6 +161,13 @@ def unprotected_routes(app: FastAPI) -> list[str]:
                     found.append(f"{label}: staff route without current_staff/require/posting")
                 elif verb in UNSAFE and not csrf:
                     found.append(f"{label}: state-changing staff route without check_csrf")
+            elif route.path == PORTAL_PREFIX or route.path.startswith(PORTAL_PREFIX + "/"):
+                endpoint = getattr(route.dependant, "call", None)
+                signed, form = _client_checks(endpoint) if endpoint else (False, False)
+                if not signed:
+                    found.append(f"{label}: portal route without client_of (the session)")
+                elif verb in UNSAFE and not form:
+                    found.append(f"{label}: state-changing portal route without check_form")
             else:
                 found.append(f"{label}: no auth dependency and not on the public allow-list")
     found += [f"{m} {p}: on the public allow-list but gone" for m, p in sorted(set(PUBLIC) - seen)]
@@ -195,6 +228,16 @@ def test_the_checker_reports_routes_added_without_auth(hub: Hub) -> None:
         return []
 
     app.mount("/staff/sub", sub)
+
+    @app.get("/mein-verfahren/everything")
+    def portal_without_session() -> dict[str, str]:
+        return {}
+
+    @app.post("/mein-verfahren/forget")
+    def portal_form_without_token(request: Any) -> dict[str, str]:
+        client_of(request, None, None)
+        return {}
+
     assert unprotected_routes(app) == [
         "GET /v1/unprotected: partner route without a require_scope dependency",
         "GET /v1/session-only: partner route without a require_scope dependency",
@@ -203,6 +246,8 @@ def test_the_checker_reports_routes_added_without_auth(hub: Hub) -> None:
         "GET /export: no auth dependency and not on the public allow-list",
         "DELETE /v1/nested/{thing_id}: partner route without a require_scope dependency",
         "GET /staff/sub/items: staff route without current_staff/require/posting",
+        "GET /mein-verfahren/everything: portal route without client_of (the session)",
+        "POST /mein-verfahren/forget: state-changing portal route without check_form",
     ]
 
 
