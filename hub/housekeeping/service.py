@@ -10,7 +10,8 @@ goes only once nothing can need it again:
 - a stored answer to an ``Idempotency-Key``, which answers a partner's retry;
 - a pulled message its partner acknowledged;
 - an expired staff session, an ended Mein Verfahren session, and an access code that was used,
-  revoked or expired ``keep_days`` ago (the audit log keeps that it was issued and used).
+  revoked or expired ``keep_days`` ago and linked no citizen login (the audit log keeps that
+  it was issued and used).
 
 The marks, answers and messages are kept ``keep_days`` (``HUB_HOUSEKEEPING_KEEP_DAYS``).
 A repeat can reach a consumer as long as its record is in a topic: 30 days in the event and
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session
 from hub.events.models import ProcessedEvent
 from hub.inbox.models import InboxMessage
 from hub.outbox.models import OutboxEvent
-from hub.portal.models import ClientInvite, ClientSession
+from hub.portal.models import CitizenLink, ClientInvite, ClientSession
 from hub.portal.sessions import IDLE_MINUTES
 from hub.referrals.models import IdempotencyRecord
 from hub.web.models import StaffSession
@@ -71,8 +72,15 @@ def _rules(now: datetime, keep_days: int) -> list[tuple[Any, ColumnElement[bool]
         ),
         (
             ClientInvite,
-            func.coalesce(ClientInvite.used_at, ClientInvite.revoked_at, ClientInvite.expires_at)
-            < horizon,
+            (
+                func.coalesce(
+                    ClientInvite.used_at, ClientInvite.revoked_at, ClientInvite.expires_at
+                )
+                < horizon
+            )
+            # A code that linked a citizen login stays while the link does: revoking the code
+            # is what removes the link.
+            & ClientInvite.id.not_in(select(CitizenLink.invite_id)),
             horizon,
         ),
     ]

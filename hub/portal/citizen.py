@@ -154,7 +154,7 @@ def citizen_callback(request: Request) -> Response:
             token = sessions.start(
                 session,
                 person_id=link.person_id,
-                invite_id=None,
+                invite_id=link.invite_id,
                 method="citizen",
                 language=notice_language(session, link.person_id),
                 now=now,
@@ -204,9 +204,14 @@ def pending_subject(request: Request) -> str | None:
     return subject if isinstance(subject, str) else None
 
 
-def link(session: Session, *, subject: str, person_id: str, now: Any) -> None:
+def link(session: Session, *, subject: str, person_id: str, invite_id: str, now: Any) -> None:
     """Link a citizen login to the person whose code was just redeemed (once)."""
-    values = {"subject_hash": subject, "person_id": person_id, "created_at": now}
+    values = {
+        "subject_hash": subject,
+        "person_id": person_id,
+        "invite_id": invite_id,
+        "created_at": now,
+    }
     insert_if_absent(session, CitizenLink, values)
     record(
         session,

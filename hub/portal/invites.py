@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record
@@ -24,7 +24,7 @@ from hub.crypto.cipher import ERASED
 from hub.crypto.fields import open_value
 from hub.errors import InvalidInput, NotFound
 from hub.people.models import Person
-from hub.portal.models import ClientInvite, ClientSession
+from hub.portal.models import CitizenLink, ClientInvite, ClientSession
 from hub.portal.words import LANGUAGES
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
@@ -133,13 +133,15 @@ def usable(invite: ClientInvite, now: datetime) -> bool:
 
 
 def revoke(session: Session, *, invite_id: str, by: str, by_type: str, now: datetime) -> int:
-    """Revoke an invite and end the sessions it opened; returns how many sessions ended."""
+    """Revoke an invite, unlink the citizen logins linked with it and end the sessions it
+    or they opened; returns how many sessions ended."""
     invite = session.get(ClientInvite, invite_id)
     if invite is None:
         raise NotFound(f"no invite {invite_id}")
     if invite.revoked_at is None:
         invite.revoked_at = now
         invite.revoked_reason = "revoked"
+    unlinked = session.execute(delete(CitizenLink).where(CitizenLink.invite_id == invite_id))
     result = session.execute(
         update(ClientSession)
         .where(ClientSession.invite_id == invite_id, ClientSession.expires_at > now)
@@ -152,7 +154,11 @@ def revoke(session: Session, *, invite_id: str, by: str, by_type: str, now: date
         actor=by,
         action="client.invite_revoked",
         person_id=invite.person_id,
-        details={"invite": invite_id, "sessions_ended": ended},
+        details={
+            "invite": invite_id,
+            "sessions_ended": ended,
+            "citizen_logins_unlinked": int(cast("CursorResult[Any]", unlinked).rowcount or 0),
+        },
     )
     return ended
 

@@ -56,10 +56,13 @@ class CitizenLink(Base):
     """A citizen login (issuer and subject, as a keyed hash) that opens one person's case.
 
     Made once, when a client who signed in with the city's citizen login also enters a
-    valid access code and birth date; later sign-ins need no code."""
+    valid access code and birth date; later sign-ins need no code. Revoking that code
+    removes the link too (``invite_id``): a letter that reached the wrong hands must not
+    leave a login behind."""
 
     __tablename__ = "citizen_links"
 
     subject_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    invite_id: Mapped[str] = mapped_column(ForeignKey("client_invites.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

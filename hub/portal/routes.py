@@ -137,7 +137,13 @@ def sign_in(
             language = invite.language or notice_language(session, invite.person_id)
             method = "code"
             if pending is not None:
-                citizen.link(session, subject=pending, person_id=invite.person_id, now=now)
+                citizen.link(
+                    session,
+                    subject=pending,
+                    person_id=invite.person_id,
+                    invite_id=invite.id,
+                    now=now,
+                )
                 method = "citizen"
             old = request.cookies.get(SESSION_COOKIE)
             if old:

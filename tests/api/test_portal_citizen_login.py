@@ -239,3 +239,30 @@ def test_no_clear_subject_is_stored(citizen_hub: tuple[Hub, Case]) -> None:
     for table, rows in snapshot(hub, skip=frozenset()).items():
         for row in rows:
             assert SUBJECT not in row, (table, row)
+
+
+def test_revoking_the_code_that_linked_a_login_unlinks_it(
+    citizen_hub: tuple[Hub, Case], provider: OidcProvider
+) -> None:
+    """A letter that reached the wrong hands leaves no login behind once its code is revoked."""
+    from hub.db import utcnow
+    from hub.portal.invites import revoke
+    from hub.portal.models import ClientInvite
+
+    hub, case = citizen_hub
+    browser = portal_client(hub)
+    assert log_in(browser).status_code == 200
+    assert sign_in(browser, invite(hub, case.person_id), case.birth_date).status_code == 303
+    later = portal_client(hub)
+    assert log_in(later).status_code == 303  # linked: no code needed
+    assert CASE_TEXT in later.get(PORTAL + "/").text
+    with unit_of_work(hub.session_factory) as session:
+        invite_id = session.scalars(select(ClientInvite.id)).one()
+        ended = revoke(session, invite_id=invite_id, by="res@duisburg.de", by_type="staff",
+                       now=utcnow())  # fmt: skip
+    assert ended == 2  # the session the code opened and the one the login opened
+    assert links(hub) == []
+    assert CASE_TEXT not in browser.get(PORTAL + "/").text
+    assert CASE_TEXT not in later.get(PORTAL + "/").text
+    third = log_in(portal_client(hub))
+    assert third.status_code == 200 and text_of("citizen.link_title") in third.text

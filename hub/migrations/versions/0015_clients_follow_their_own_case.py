@@ -2,7 +2,8 @@
 
 ``client_invites`` holds one-time access codes (as SHA-256 hashes) a caseworker hands a
 client; ``client_sessions`` the clients' browser sessions (token hashes); ``citizen_links``
-a citizen login's keyed subject hash and the person it opens. The audit log's actor types
+a citizen login's keyed subject hash, the person it opens and the code it was
+linked with. The audit log's actor types
 gain ``client``: a client viewing their own case is audited as themselves. Nothing existing
 is carried over; the constraint is replaced in place (SQLite rebuilds the table, keeping
 every row and its leaf hash, which does not depend on the constraint).
@@ -76,18 +77,26 @@ def upgrade() -> None:
         "citizen_links",
         sa.Column("subject_hash", sa.String(length=64), nullable=False),
         sa.Column("person_id", sa.String(length=70), nullable=False),
+        sa.Column("invite_id", sa.String(length=32), nullable=False),
         sa.Column("created_at", hub.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["person_id"], ["people.id"], name=op.f("fk_citizen_links_person_id_people")
         ),
+        sa.ForeignKeyConstraint(
+            ["invite_id"],
+            ["client_invites.id"],
+            name=op.f("fk_citizen_links_invite_id_client_invites"),
+        ),
         sa.PrimaryKeyConstraint("subject_hash", name=op.f("pk_citizen_links")),
     )
     op.create_index(op.f("ix_citizen_links_person_id"), "citizen_links", ["person_id"])
+    op.create_index(op.f("ix_citizen_links_invite_id"), "citizen_links", ["invite_id"])
     _actor_types(NEW_ACTORS)
 
 
 def downgrade() -> None:
     _actor_types(OLD_ACTORS)
+    op.drop_index(op.f("ix_citizen_links_invite_id"), table_name="citizen_links")
     op.drop_index(op.f("ix_citizen_links_person_id"), table_name="citizen_links")
     op.drop_table("citizen_links")
     op.drop_index(op.f("ix_client_sessions_person_id"), table_name="client_sessions")
