@@ -43,10 +43,8 @@ def portal_error(request: Request, status: int) -> Response:
 
 
 async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
-    if request.method == "GET" and request.url.path == PREFIX + "/":
-        return routes.start_page(request, message="start.expired" if exc.expired else None)
-    response = RedirectResponse(PREFIX + "/", status_code=303)
-    return response
+    # The start page says whether a session ended and forgets its cookie (routes.home).
+    return RedirectResponse(PREFIX + "/", status_code=303)
 
 
 async def _form_refused(request: Request, exc: FormRefused) -> Response:

@@ -78,7 +78,10 @@ def home(request: Request) -> Response:
             )
             _audit_view(session, client, "client.case_viewed", cases=len(views))
     if client is None:
-        return start_page(request, message="start.expired" if expired else None)
+        response = start_page(request, message="start.expired" if expired else None)
+        if expired:
+            response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        return response
     return render(request, "case.html", client=client, cases=views, now=now)
 
 
@@ -98,8 +101,6 @@ def start_page(
         status_code=status_code,
     )
     set_cookie(request, response, START_CSRF_COOKIE, token, max_age=3600)
-    if request.cookies.get(SESSION_COOKIE) and status_code == 200 and message:
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
 
 
