@@ -34,14 +34,12 @@ from hub.portal.pages import PREFIX, SESSION_COOKIE, notice_language, set_cookie
 from hub.settings import Settings
 from hub.web.oidc import (
     STATE_SECONDS,
-    Flow,
     LoginFailed,
     Provider,
     RelyingParty,
-    client_for,
+    begin,
     code_of,
     exchange,
-    seal,
     seal_key,
     unseal,
     validate_id_token,
@@ -96,25 +94,11 @@ def citizen_start(request: Request) -> Response:
         metadata = _provider(request).metadata()
     except LoginFailed:
         return start_page(request, message="citizen.unavailable", status_code=503)
-    flow = Flow(
-        state=secrets.token_urlsafe(32),
-        nonce=secrets.token_urlsafe(32),
-        verifier=secrets.token_urlsafe(64),
-        redirect_uri=str(request.url_for("citizen_callback")),
-        next=PREFIX + "/",
-        expires=time.time() + STATE_SECONDS,
+    url, sealed = begin(
+        request, relying_party(settings), metadata, callback="citizen_callback", next=PREFIX + "/"
     )
-    with client_for(relying_party(settings), metadata, flow.redirect_uri) as client:
-        url, _ = client.create_authorization_url(
-            metadata["authorization_endpoint"],
-            state=flow.state,
-            code_verifier=flow.verifier,
-            nonce=flow.nonce,
-        )
     response = RedirectResponse(url, status_code=303)
-    set_cookie(
-        request, response, STATE_COOKIE, seal(seal_key(request), flow), max_age=STATE_SECONDS
-    )
+    set_cookie(request, response, STATE_COOKIE, sealed, max_age=STATE_SECONDS)
     return response
 
 
@@ -148,24 +132,14 @@ def citizen_callback(request: Request) -> Response:
         link = session.get(CitizenLink, subject)
         token = None
         if link is not None:
-            old = request.cookies.get(SESSION_COOKIE)
-            if old:
-                sessions.end(session, token=old)
-            token = sessions.start(
+            token = sessions.sign_in(
                 session,
+                replacing=request.cookies.get(SESSION_COOKIE),
                 person_id=link.person_id,
                 invite_id=link.invite_id,
                 method="citizen",
                 language=notice_language(session, link.person_id),
                 now=now,
-            )
-            record(
-                session,
-                actor_type="client",
-                actor="client",
-                action="client.login",
-                person_id=link.person_id,
-                details={"method": "citizen"},
             )
     if token is not None:
         response = signed_in(request, token)

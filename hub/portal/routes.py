@@ -146,24 +146,14 @@ def sign_in(
                     now=now,
                 )
                 method = "citizen"
-            old = request.cookies.get(SESSION_COOKIE)
-            if old:
-                sessions.end(session, token=old)
-            token = sessions.start(
+            token = sessions.sign_in(
                 session,
+                replacing=request.cookies.get(SESSION_COOKIE),
                 person_id=invite.person_id,
                 invite_id=invite.id,
                 method=method,
                 language=language,
                 now=now,
-            )
-            record(
-                session,
-                actor_type="client",
-                actor="client",
-                action="client.login",
-                person_id=invite.person_id,
-                details={"method": method, "invite": invite.id},
             )
     if token is None:
         return start_page(request, message="start.wrong", status_code=401, citizen=bool(pending))

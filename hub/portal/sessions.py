@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from hub.audit.service import record
 from hub.portal.models import ClientSession
 
 IDLE_MINUTES = 15
@@ -58,6 +59,39 @@ def start(
             last_seen_at=now,
             expires_at=now + timedelta(hours=MAX_HOURS),
         )
+    )
+    return token
+
+
+def sign_in(
+    session: Session,
+    *,
+    replacing: str | None,
+    person_id: str,
+    invite_id: str | None,
+    method: str,
+    language: str | None,
+    now: datetime,
+) -> str:
+    """End the browser's old session (``replacing``), start a new one and audit the sign-in;
+    returns the new cookie's token."""
+    if replacing:
+        end(session, token=replacing)
+    token = start(
+        session,
+        person_id=person_id,
+        invite_id=invite_id,
+        method=method,
+        language=language,
+        now=now,
+    )
+    record(
+        session,
+        actor_type="client",
+        actor="client",
+        action="client.login",
+        person_id=person_id,
+        details={"method": method, **({"invite": invite_id} if invite_id else {})},
     )
     return token
 

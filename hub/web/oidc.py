@@ -289,26 +289,39 @@ def oidc_start(request: Request, next: str = "") -> Response:
         metadata = _provider(request).metadata()
     except LoginFailed as failure:
         return _refuse(request, failure)
+    url, sealed = begin(
+        request,
+        RelyingParty.staff(settings),
+        metadata,
+        callback="oidc_callback",
+        next=safe_next(next),
+    )
+    response = RedirectResponse(url, status_code=303)
+    set_cookie(request, response, STATE_COOKIE, sealed, max_age=STATE_SECONDS)
+    return response
+
+
+def begin(
+    request: Request, rp: RelyingParty, metadata: dict[str, Any], *, callback: str, next: str
+) -> tuple[str, str]:
+    """A new flow: the provider's authorization URL (PKCE S256, state, nonce) and the flow
+    sealed for the caller's state cookie."""
     flow = Flow(
         state=secrets.token_urlsafe(32),
         nonce=secrets.token_urlsafe(32),
         verifier=secrets.token_urlsafe(64),
-        redirect_uri=str(request.url_for("oidc_callback")),
-        next=safe_next(next),
+        redirect_uri=str(request.url_for(callback)),
+        next=next,
         expires=time.time() + STATE_SECONDS,
     )
-    with client_for(RelyingParty.staff(settings), metadata, flow.redirect_uri) as client:
+    with client_for(rp, metadata, flow.redirect_uri) as client:
         url, _ = client.create_authorization_url(
             metadata["authorization_endpoint"],
             state=flow.state,
             code_verifier=flow.verifier,
             nonce=flow.nonce,
         )
-    response = RedirectResponse(url, status_code=303)
-    set_cookie(
-        request, response, STATE_COOKIE, seal(seal_key(request), flow), max_age=STATE_SECONDS
-    )
-    return response
+    return str(url), seal(seal_key(request), flow)
 
 
 @router.get("/login/oidc/callback", name="oidc_callback")
