@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -48,11 +49,13 @@ def clients_invite(person_id: str, days: int, language: str | None, letter: Path
     """
     from hub.portal.invites import issue
     from hub.portal.letter import letter_html
+    from hub.portal.pages import notice_language
     from hub.portal.words import Words
 
     settings = settings_from_env()
     if not settings.client_view_enabled:
         raise click.ClickException("Mein Verfahren is switched off (HUB_CLIENT_VIEW_ENABLED)")
+    out = _new_file(letter) if letter is not None else None
     hub = bootstrap(settings)
     try:
         with unit_of_work(hub.session_factory) as session:
@@ -65,14 +68,18 @@ def clients_invite(person_id: str, days: int, language: str | None, letter: Path
                 valid_days=days,
                 language=language,
             )
-    except HubError as exc:
-        raise click.ClickException(exc.detail) from exc
+            letter_language = language or notice_language(session, person_id) or "de"
+    except BaseException as exc:
+        if out is not None and letter is not None:  # no code, no letter
+            out.close()
+            letter.unlink(missing_ok=True)
+        if isinstance(exc, HubError):
+            raise click.ClickException(exc.detail) from exc
+        raise
     base = settings.client_view_url or settings.resolved_issuer
-    if letter is not None:
-        text = letter_html(issued, base_url=base, words=Words(language or "de"))
-        fd = os.open(letter, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+    if out is not None:
+        with out:
+            out.write(letter_html(issued, base_url=base, words=Words(letter_language)))
     click.echo(f"code:    {issued.code}")
     click.echo(f"invite:  {issued.id}")
     click.echo(f"valid:   until {issued.expires_at:%Y-%m-%d %H:%M} UTC, once")
@@ -94,14 +101,15 @@ def clients_invites(person_id: str) -> None:
         rows = invites_of(session, person_id)
     say_if_none(len(rows), f"no access codes for {person_id}")
     for invite in rows:
-        if usable(invite, now):
-            state = "open"
-        elif invite.used_at:
-            state = f"used {invite.used_at:%Y-%m-%d %H:%M}"
-        elif invite.revoked_at:
-            state = f"revoked ({invite.revoked_reason})"
-        else:
-            state = "expired"
+        states = []
+        if invite.used_at:
+            states.append(f"used {invite.used_at:%Y-%m-%d %H:%M}")
+        if invite.revoked_at:
+            why = invite.revoked_reason
+            states.append("revoked" if why in (None, "revoked") else f"revoked ({why})")
+        if not states:
+            states.append("open" if usable(invite, now) else "expired")
+        state = ", ".join(states)
         click.echo(
             f"{invite.id}  issued {invite.created_at:%Y-%m-%d %H:%M} by {invite.created_by}"
             f"  until {invite.expires_at:%Y-%m-%d}  {state}"
@@ -126,3 +134,15 @@ def clients_revoke(invite_id: str) -> None:
     except HubError as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(f"{invite_id} revoked; {ended} session(s) ended")
+
+
+def _new_file(path: Path) -> TextIO:
+    """A new file only the owner may read, opened before the code exists: a code issued
+    but never printed would be a code nobody can hand over."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise click.ClickException(f"{path} exists: the letter goes to a new file") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the letter to {path}: {exc.strerror}") from exc
+    return os.fdopen(fd, "w", encoding="utf-8")

@@ -186,3 +186,58 @@ def test_a_caseworker_prints_a_letter_whose_code_opens_the_case_and_can_revoke_i
     )
     assert revoked.status_code == 303
     assert invite_id.group(1) not in staff.get(f"/staff/people/{case.person_id}").text
+
+
+def test_the_command_line_issues_lists_and_revokes_codes_and_writes_the_letter(
+    hub_and_partners: tuple[Hub, Partners], client: TestClient, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from hub import cli
+
+    hub, partners = hub_and_partners
+    case = student_case(client, partners)
+    env = {
+        "HUB_DATABASE_URL": str(hub.settings.database_url),
+        "HUB_DATA_DIR": str(hub.settings.data_dir),
+        "HUB_CLIENT_VIEW_URL": "https://talent.duisburg.test",
+    }
+    run = CliRunner().invoke
+    letter = tmp_path / "brief.html"
+    issued = run(
+        cli.main,
+        ["clients", "invite", case.person_id, "--language", "ru", "--letter", str(letter)],
+        env=env,
+    )
+    assert issued.exit_code == 0, issued.output
+    code = re.search(r"code:\s+(\S+)", issued.output)
+    assert code and "https://talent.duisburg.test/mein-verfahren/" in issued.output
+    assert letter.stat().st_mode & 0o777 == 0o600
+    text = letter.read_text()
+    assert code.group(1) in text and 'lang="ru"' in text and "<svg" in text
+    assert case.person_id not in text
+
+    # An existing letter file is refused before a code exists: no code nobody can hand over.
+    again = run(cli.main, ["clients", "invite", case.person_id, "--letter", str(letter)], env=env)
+    assert again.exit_code != 0 and "exists" in again.output and "code:" not in again.output
+    missing = run(
+        cli.main,
+        ["clients", "invite", "p_nobody", "--letter", str(tmp_path / "b.html")],
+        env=env,
+    )
+    assert missing.exit_code != 0 and not (tmp_path / "b.html").exists()
+
+    listed = run(cli.main, ["clients", "invites", case.person_id], env=env)
+    [line] = listed.output.splitlines()
+    assert line.endswith("open") and code.group(1) not in listed.output
+    browser = portal_client(hub)
+    assert sign_in(browser, code.group(1), "2001-04-03").status_code == 303
+    invite_id = line.split()[0]
+    revoked = run(cli.main, ["clients", "revoke", invite_id], env=env)
+    assert revoked.exit_code == 0 and "1 session(s) ended" in revoked.output
+    assert "Aufenthaltserlaubnis" not in browser.get(PORTAL + "/").text
+    assert (
+        run(cli.main, ["clients", "invites", case.person_id], env=env)
+        .output.rstrip()
+        .endswith("revoked")
+    )
