@@ -22,7 +22,7 @@ from hub.people import visibility
 from hub.people.models import Person, PersonReference
 from hub.people.names import parse_day
 from hub.portal.invites import invites_of, usable
-from hub.portal.words import LANGUAGES
+from hub.portal.words import LANGUAGES, fixed_texts
 from hub.timeline.models import TimelineEntry
 from hub.timeline.service import fold_deliveries, timeline_for_staff, visible_purposes
 from hub.web import accounts
@@ -302,7 +302,7 @@ def _person_context(
         "invites": [i for i in invites_of(session, person_id) if usable(i, utcnow())]
         if request.app.state.settings.client_view_enabled
         else [],
-        "invite_languages": LANGUAGES,
+        "invite_languages": [(c, fixed_texts(c).get("language.name", c)) for c in LANGUAGES],
     }
 
 
