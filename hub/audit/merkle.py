@@ -11,7 +11,7 @@ the tree and compute its root.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -89,6 +89,27 @@ def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     if not 0 <= index < len(leaf_hashes):
         raise ValueError(f"leaf {index} is not in a tree of size {len(leaf_hashes)}")
     return _path(index, leaf_hashes)
+
+
+def inclusion_proof_from(
+    index: int, size: int, subtree_root: Callable[[int, int], bytes]
+) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 like :func:`inclusion_proof`, with the MTH of each sibling subtree
+    asked of ``subtree_root(start, size)``: a log that keeps roots of complete subtrees
+    answers in O(log n) look-ups instead of hashing every leaf."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf {index} is not in a tree of size {size}")
+    siblings: list[bytes] = []
+    start, n, m = 0, size, index
+    while n > 1:
+        k = _split(n)
+        if m < k:
+            siblings.append(subtree_root(start + k, n - k))
+            n = k
+        else:
+            siblings.append(subtree_root(start, k))
+            start, m, n = start + k, m - k, n - k
+    return siblings[::-1]  # the audit path runs from the leaf up
 
 
 def _path(m: int, leaves: Sequence[bytes]) -> list[bytes]:

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
+from hub.audit import subtrees
 from hub.audit.keys import published_keys
-from hub.audit.merkle import Frontier, inclusion_proof, leaf_hash
+from hub.audit.merkle import Frontier, inclusion_proof_from, leaf_hash, root_from_inclusion
 from hub.audit.models import AuditCheckpoint, AuditRecord
 from hub.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from hub.audit.sequencer import read_lines
@@ -230,12 +231,15 @@ def prove(session: Session, *, leaf_index: int) -> dict[str, Any]:
     row = session.execute(
         select(AuditRecord.__table__).where(AuditRecord.leaf_index == leaf_index)
     ).one()
-    hashes = session.scalars(
-        select(AuditRecord.leaf_hash)
-        .where(AuditRecord.leaf_index < latest.tree_size)
-        .order_by(AuditRecord.leaf_index)
-    ).all()
-    proof = inclusion_proof(leaf_index, [bytes.fromhex(h or "") for h in hashes])
+    size, hashed = latest.tree_size, bytes.fromhex(row.leaf_hash or "")
+    proof = inclusion_proof_from(leaf_index, size, subtrees.of_session(session).root)
+    if root_from_inclusion(leaf_index, size, hashed, proof).hex() != latest.root_hash:
+        # The cached block roots belong to another history (a restored database) or the
+        # leaves changed: build the proof from the leaves alone. If it still does not lead to
+        # the signed root, the proof shows it to whoever checks it.
+        proof = inclusion_proof_from(
+            leaf_index, size, subtrees.of_session(session, fresh=True).root
+        )
     return {
         "leaf_index": leaf_index,
         "tree_size": latest.tree_size,

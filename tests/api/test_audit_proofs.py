@@ -3,6 +3,7 @@ docs/architecture.md, run as printed, accepts every real proof and refuses alter
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -70,3 +71,42 @@ def test_the_documented_check_accepts_real_proofs_and_refuses_forged_ones(
     assert "InvalidSignature" in _run(check, key, resized).stderr
     other_key = "o.test/log+00000000+" + key.split("+", 2)[2]
     assert "not signed by this key" in _run(check, other_key, proof).stderr
+
+
+def test_proofs_stay_right_when_the_process_remembers_another_history(
+    hub_and_partners: Any,
+) -> None:
+    """Block roots are cached per process; a database restored to another history makes them
+    wrong. Every proof is checked against the signed root and rebuilt from the leaves then."""
+    from hub.audit import subtrees
+    from hub.audit.merkle import leaf_hash, root_from_inclusion
+
+    hub = hub_and_partners[0]
+    sequencer = Sequencer(session_factory=hub.session_factory, origin="o.test/log", interval=1)
+    with unit_of_work(hub.session_factory) as session:
+        for i in range(subtrees.BLOCK * 2 + 7):
+            record(session, actor_type="system", actor="hub", action="test.filled",
+                   details={"i": i})  # fmt: skip
+    while sequencer.step().leaves:
+        pass
+
+    def proved(leaf: int) -> bool:
+        with hub.session_factory() as session:
+            proof = prove(session, leaf_index=leaf)
+        size = proof["tree_size"]
+        root = base64.b64decode(proof["checkpoint"].split("\n")[2])
+        hashed = leaf_hash(proof["leaf"].encode())
+        path = [bytes.fromhex(p) for p in proof["proof"]]
+        return root_from_inclusion(leaf, size, hashed, path) == root
+
+    last = subtrees.BLOCK * 2 + 6
+    assert proved(last) and proved(0)  # the second one came from cached blocks
+    with hub.session_factory() as session:
+        cached = subtrees.of_session(session)._blocks
+    assert cached  # the proofs did use the cache
+    cached[0] = leaf_hash(b"a block of another history")
+    assert proved(last)
+    with hub.session_factory() as session:
+        assert subtrees.of_session(session)._blocks.get(0) != leaf_hash(
+            b"a block of another history"
+        )

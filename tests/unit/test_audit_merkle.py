@@ -93,3 +93,38 @@ def test_consistency_proofs_hold_for_prefixes_and_fail_for_rewrites(data: st.Dat
     assert not verify_consistency(old, new, rewritten, new_root, proof)
     if old < new:
         assert not verify_consistency(old, new, old_root, mth(leaves(new - 1)), proof)
+
+
+def test_proofs_from_cached_block_roots_equal_proofs_from_every_leaf() -> None:
+    """Every leaf of every tree up to 70 leaves, blocks of 4, one cache for the growing log
+    (as a process keeps it), and the leaves actually read counted."""
+    from hub.audit.merkle import inclusion_proof_from
+    from hub.audit.subtrees import Subtrees
+
+    hashes = [leaf_hash(d) for d in leaves(70)]
+    read: list[int] = []
+
+    def reader(start: int, end: int) -> list[bytes]:
+        read.append(end - start)
+        return hashes[start:end]
+
+    blocks: dict[int, bytes] = {}
+    for n in range(1, 71):
+        subtrees = Subtrees(reader, blocks, block=4)
+        assert subtrees.root(0, n) == mth(leaves(n))
+        for m in range(n):
+            assert inclusion_proof_from(m, n, subtrees.root) == inclusion_proof(m, hashes[:n])
+    # Warm, a proof in the 70-leaf tree reads at most a block's worth of leaves per level.
+    read.clear()
+    inclusion_proof_from(0, 70, Subtrees(reader, blocks, block=4).root)
+    assert sum(read) <= 4 * 7
+
+
+def test_a_wrong_cached_block_gives_a_proof_that_fails_and_is_seen() -> None:
+    from hub.audit.merkle import inclusion_proof_from
+    from hub.audit.subtrees import Subtrees
+
+    hashes = [leaf_hash(d) for d in leaves(40)]
+    blocks = {0: leaf_hash(b"another history")}
+    proof = inclusion_proof_from(39, 40, Subtrees(lambda a, b: hashes[a:b], blocks, 4).root)
+    assert root_from_inclusion(39, 40, hashes[39], proof) != mth(leaves(40))
