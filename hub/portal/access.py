@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from hub.audit.keys import published_keys
 from hub.audit.models import AuditCheckpoint, AuditRecord
+from hub.audit.verify import prove
 from hub.policy.model import Policy
 from hub.policy.parties import route_between
 from hub.portal.words import Words, isolate
@@ -113,6 +116,42 @@ def accesses(
             )
         )
     return found
+
+
+class NotTheirs(LookupError):
+    """No entry of this person has the leaf index (or it is the person's own view)."""
+
+
+#: Leaf indexes beyond a signed 64-bit column name no entry (and the database refuses them).
+MAX_LEAF_INDEX = 2**63 - 1
+
+
+def proof_for(session: Session, person_id: str, leaf: int) -> dict[str, Any] | None:
+    """The inclusion proof of one of the person's entries, with the verifier keys; None while
+    the entry is not under a signed checkpoint yet; NotTheirs for anyone else's leaf, which
+    looks exactly like a leaf that does not exist."""
+    if leaf > MAX_LEAF_INDEX:
+        raise NotTheirs(leaf)
+    row = session.scalars(
+        select(AuditRecord).where(
+            AuditRecord.leaf_index == leaf,
+            AuditRecord.person_id == person_id,
+            AuditRecord.actor_type != "client",
+        )
+    ).first()
+    if row is None:
+        raise NotTheirs(leaf)
+    try:
+        proof = prove(session, leaf_index=leaf)
+    except LookupError:
+        return None
+    proof["keys"] = [k.text() for k in published_keys(session)]
+    proof["leaf_hash"] = row.leaf_hash
+    if row.actor_type == "staff":
+        # The leaf names a staff member; the client sees the role, not the person, and
+        # checks the leaf's hash instead of its text.
+        proof["leaf"] = None
+    return proof
 
 
 def _roles(session: Session, emails: set[str]) -> dict[str, str]:

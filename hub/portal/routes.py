@@ -14,15 +14,10 @@ from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.audit.keys import published_keys
-from hub.audit.models import AuditRecord
 from hub.audit.service import record
-from hub.audit.verify import prove
 from hub.db import unit_of_work, utcnow
-from hub.partners.models import Partner
 from hub.portal import access, case, invites, sessions
 from hub.portal.pages import (
     LANG_COOKIE,
@@ -41,6 +36,7 @@ from hub.portal.pages import (
 )
 from hub.portal.sessions import Client
 from hub.portal.words import LANGUAGES, Words
+from hub.web.wording import partner_names
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -48,8 +44,6 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 ATTEMPTS_PER_MINUTE = 10
 MAX_CODE_LENGTH = 40
 MAX_DATE_LENGTH = 20
-#: Leaf indexes beyond a signed 64-bit column name no entry (and the database refuses them).
-MAX_LEAF_INDEX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------- signing in
@@ -71,7 +65,7 @@ def home(request: Request) -> Response:
                 session,
                 client.person_id,
                 words=words,
-                names=_names(session),
+                names=partner_names(session),
                 catalogue=request.app.state.catalogue,
                 settings=request.app.state.settings,
                 now=now,
@@ -228,7 +222,7 @@ def access_list(request: Request) -> Response:
             session,
             client.person_id,
             words=words,
-            names=_names(session),
+            names=partner_names(session),
             catalogue=request.app.state.catalogue,
             policy=request.app.state.policy,
         )
@@ -260,29 +254,12 @@ def proof_json(request: Request, leaf: int) -> Response:
 def _proof_for(request: Request, leaf: int) -> tuple[Client, dict[str, Any] | None]:
     with unit_of_work(request.app.state.session_factory) as session:
         client = client_of(request, session, utcnow())
-        if leaf > MAX_LEAF_INDEX:
-            raise ProofNotFound(client)
-        row = session.scalars(
-            select(AuditRecord).where(
-                AuditRecord.leaf_index == leaf,
-                AuditRecord.person_id == client.person_id,
-                AuditRecord.actor_type != "client",
-            )
-        ).first()
-        if row is None:
-            # Another person's entry and no entry at all look the same.
-            raise ProofNotFound(client)
         try:
-            proof = prove(session, leaf_index=leaf)
-        except LookupError:
-            return client, None
-        proof["keys"] = [k.text() for k in published_keys(session)]
-        proof["leaf_hash"] = row.leaf_hash
-        if row.actor_type == "staff":
-            # The leaf names a staff member; the client sees the role, not the person, and
-            # checks the leaf's hash instead of its text.
-            proof["leaf"] = None
-        _audit_view(session, client, "client.proof_viewed", leaf=leaf)
+            proof = access.proof_for(session, client.person_id, leaf)
+        except access.NotTheirs:
+            raise ProofNotFound(client) from None
+        if proof is not None:
+            _audit_view(session, client, "client.proof_viewed", leaf=leaf)
     return client, proof
 
 
@@ -295,10 +272,6 @@ class ProofNotFound(Exception):
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _names(session: Session) -> dict[str, str]:
-    return {pid: name for pid, name in session.execute(select(Partner.id, Partner.name))}
 
 
 def _audit_view(session: Session, client: Client, action: str, **details: Any) -> None:

@@ -26,6 +26,13 @@ def label(lang: str, kind: str, code: str | None) -> str:
     return catalogue_label(lang, f"{kind}.{code}", code)
 
 
+def partner_names(session: Session) -> dict[str, str]:
+    """Partner id -> display name, every partner."""
+    return {
+        partner_id: name for partner_id, name in session.execute(select(Partner.id, Partner.name))
+    }
+
+
 class PartnerNames:
     """Partner id -> display name, read once the first time a page asks (per request)."""
 
@@ -38,6 +45,5 @@ class PartnerNames:
             return ""
         if self._names is None:
             with self._session_factory() as session:
-                rows = session.execute(select(Partner.id, Partner.name))
-                self._names = {partner_id: name for partner_id, name in rows}
+                self._names = partner_names(session)
         return self._names.get(partner_id, partner_id)
