@@ -33,7 +33,11 @@ class PersonReference(Base):
     __table_args__ = (UniqueConstraint("partner_id", "reference"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    # Checked at commit: a new person's reference is claimed before the person is written
+    # (hub.people.service.resolve_person).
+    person_id: Mapped[str] = mapped_column(
+        ForeignKey("people.id", deferrable=True, initially="DEFERRED"), index=True
+    )
     partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
     reference: Mapped[str] = mapped_column(String(64))
     # What staff search compares (``es012345601`` finds ``ES012345601``). The partner's own
