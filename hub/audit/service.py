@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from hub import staged
 from hub.audit.models import AuditRecord
 from hub.db import table_of, utcnow
 
@@ -72,33 +73,19 @@ def record_at_commit(
     person_id: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    """Like :func:`record`, for a record nothing reads back before commit: written as one
-    Core INSERT when the session commits, and dropped with the transaction on rollback.
+    """Like :func:`record`, for a record nothing reads back before commit: written as Core
+    rows with the transaction's other staged rows (hub.staged), at the latest at commit.
 
     For the record of every partner call: the ORM's flush of an :class:`AuditRecord` costs
     the gateway several times the statement itself.
     """
     values = _values(actor_type, actor, action, person_id, None, details)
-    session.info.setdefault(_AT_COMMIT, []).append(values)
+    # Staged: written with the transaction's other staged rows (one statement on PostgreSQL),
+    # at the latest when it commits; dropped with it on rollback.
+    staged.stage(session, _TABLE, [values])
 
 
-_AT_COMMIT = "hub.audit.at_commit"
-_INSERT = insert(table_of(AuditRecord))
-
-
-@event.listens_for(Session, "before_commit")
-def _write_at_commit(session: Session) -> None:
-    rows = session.info.pop(_AT_COMMIT, None)
-    if rows:
-        session.execute(_INSERT, rows)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_after_rollback(session: Session, transaction: SessionTransaction) -> None:
-    # After a commit the list is gone already; after a rollback its records go with the
-    # effects they recorded, as pending objects would.
-    if transaction.parent is None:
-        session.info.pop(_AT_COMMIT, None)
+_TABLE = table_of(AuditRecord)
 
 
 def _values(

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import CursorResult, event, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
+from hub import staged
 from hub.crypto.errors import CipherError, MasterKeyMissing, PersonErased
 from hub.crypto.models import PersonKey
-from hub.db import insert_if_absent, utcnow
+from hub.db import insert_if_absent, table_of, utcnow
 from hub.settings import Settings
 
 KEY_BYTES = 32  # AES-256
@@ -48,11 +49,8 @@ def _forget_unwrapped(session: Session, transaction: SessionTransaction) -> None
 
 
 def expect_new(session: Session, person_id: str) -> None:
-    """Note that ``person_id`` was minted just now: its key is inserted without a look first.
-
-    Only saves a query: if the id had a key after all, the insert does nothing and the
-    existing key (or its erasure) is read back as for any other person.
-    """
+    """Note that ``person_id`` was minted just now (128 random bits, never used): its key
+    is created without a look first, and its row is staged with the person's (hub.staged)."""
     session.info.setdefault(FRESH, set()).add(person_id)
 
 
@@ -125,7 +123,7 @@ class DbKeyStore:
         fresh = create and person_id in self.session.info.get(FRESH, ())
         row = None if fresh else self.session.get(PersonKey, person_id)
         if row is None and create:
-            key = self._create(person_id)
+            key = self._create(person_id, fresh=fresh)
             if key is not None:
                 return key
             # Another transaction used this person first (or erased them): theirs is the key.
@@ -176,8 +174,13 @@ class DbKeyStore:
             after = batch[-1][0]
         return count
 
-    def _create(self, person_id: str) -> bytes | None:
-        """A new data key, stored; None if the person has a row already."""
+    def _create(self, person_id: str, *, fresh: bool = False) -> bytes | None:
+        """A new data key, stored; None if the person has a row already.
+
+        A ``fresh`` id was minted in this transaction (128 random bits): no other can have
+        used it, so its row is staged with the person's own (hub.staged) instead of inserted
+        and checked at once.
+        """
         key = os.urandom(KEY_BYTES)
         row = {
             "person_id": person_id,
@@ -185,6 +188,9 @@ class DbKeyStore:
             "master_key_id": self.current_kid,
             "created_at": utcnow(),
         }
+        if fresh:
+            staged.stage(self.session, table_of(PersonKey), [row])
+            return key
         return key if insert_if_absent(self.session, PersonKey, row) else None
 
     def _erase_row(self, person_id: str) -> bool:

@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, insert
 from sqlalchemy.orm import Session
 
-from hub import telemetry
+from hub import staged, telemetry
 from hub.db import table_of, utcnow
 from hub.kafka.cloudevents import to_headers
 from hub.outbox.models import OutboxEvent
@@ -80,26 +79,20 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
 
 
 def _insert_now(session: Session, rows: list[OutboxEvent]) -> None:
-    # The first rows of a transaction are written at once, in one statement; on PostgreSQL
-    # it carries the relay's wake-up: NOTIFY is delivered at commit, so a relay in another
-    # process wakes at once instead of on its poll. Once per transaction: a consumer staging
-    # a batch needs one wake-up, and later rows go with the transaction's flush (in order,
-    # after these).
+    # The first rows of a transaction are written at once, with whatever the transaction has
+    # staged before them (a new referral, the call's audit record): one statement on
+    # PostgreSQL (hub.staged), which carries the relay's wake-up. NOTIFY is delivered at
+    # commit, so a relay in another process wakes at once instead of on its poll. Once per
+    # transaction: a consumer staging a batch needs one wake-up, and later rows go with the
+    # transaction's flush (in order, after these).
     for row in rows:
         row.created_at = row.created_at or utcnow()
         row.replay = row.replay or 0
-    values = [{key: getattr(row, key) for key in _COLUMNS} for row in rows]
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_INSERT_AND_NOTIFY, values).all()
-    else:
-        session.execute(_INSERT, values)
+    staged.stage(session, _OUTBOX, [{key: getattr(row, key) for key in _COLUMNS} for row in rows])
+    staged.write(session, notify=NOTIFY_CHANNEL)
 
 
 _OUTBOX = table_of(OutboxEvent)
+# The rows' ids are not read back: nothing in the transaction needs them, and asking for
+# them in order would split the statement per row.
 _COLUMNS = tuple(c.key for c in _OUTBOX.columns if c.key != "id")
-# One statement for the first rows: values bound as parameters, not built into it; several
-# rows go as one multi-row INSERT (PostgreSQL) or one executemany (SQLite). The rows' ids
-# are not read back: nothing in the transaction needs them, and asking for them in order
-# would split the statement per row.
-_INSERT_AND_NOTIFY = insert(_OUTBOX).returning(func.pg_notify(NOTIFY_CHANNEL, ""))
-_INSERT = insert(_OUTBOX)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
+from hub import staged
 from hub.crypto.blind import digest
 from hub.db import table_of
 from hub.people.models import PersonIndexEntry
@@ -51,7 +52,7 @@ def index_person(
     new: bool = False,
 ) -> None:
     """Replace the person's index rows with those of this name and birth date (ISO); a
-    ``new`` person has none to replace."""
+    ``new`` person has none to replace, and its rows are staged with the person's own."""
     if not new:
         forget(session, person_id)
     rows = [
@@ -60,7 +61,9 @@ def index_person(
             session, given_name=given_name, family_name=family_name, birth_date=birth_date
         )
     ]
-    if rows:
+    if new:
+        staged.stage(session, _TABLE, rows)  # with the new person's row (hub.staged)
+    elif rows:
         session.execute(_INSERT_ROWS, rows).all()
 
 

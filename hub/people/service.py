@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from hub import staged
 from hub.crypto.fields import seal_value
 from hub.crypto.keystore import expect_new
 from hub.crypto.models import PersonKey
@@ -17,7 +18,7 @@ from hub.people.models import Person, PersonReference
 from schemas.messages import PersonIn
 
 # Built once: a request binds its values instead of constructing a statement.
-_INSERT_PERSON = insert(table_of(Person))
+_PEOPLE = table_of(Person)
 _BY_REFERENCE = (
     select(Person)
     .join(PersonReference, PersonReference.person_id == Person.id)
@@ -94,7 +95,10 @@ def _create(session: Session, person: PersonIn, pid: str) -> Person:
         "birth_date": seal_value(session, pid, birth),
         "created_at": utcnow(),
     }
-    session.execute(_INSERT_PERSON, values)
+    # Staged with its key and search entries: written with the transaction's next staged rows
+    # (its referral and outbox rows; one statement on PostgreSQL), before any ORM row that
+    # references the person is flushed.
+    staged.stage(session, _PEOPLE, [values])
     index_person(
         session,
         person_id=pid,

@@ -6,26 +6,28 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, insert, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 
+from hub import staged
 from hub.db import table_of
 from hub.errors import InvalidInput
 from hub.referrals.models import Referral, StatusHistory
 from schemas.lifecycle import Role
 
-# Built once: a new referral binds its values instead of constructing statements.
-_INSERT_REFERRAL = insert(table_of(Referral))
-_INSERT_HISTORY = insert(table_of(StatusHistory))
+_REFERRALS = table_of(Referral)
+_HISTORY = table_of(StatusHistory)
 
 
 def add_new(session: Session, values: dict[str, Any], first: dict[str, Any]) -> Referral:
-    """Insert a new referral and its first history entry at once, without the ORM's flush.
+    """Stage a new referral and its first history entry, without the ORM's flush.
 
-    The referral is known to the session as the row just written, without reading it back.
+    They are written with the transaction's next staged rows, its outbox rows (hub.staged):
+    one statement on PostgreSQL. The referral is known to the session as the row about to be
+    written, without reading it back.
     """
-    session.execute(_INSERT_REFERRAL, {"business_status": None, "version": 1, **values})
-    session.execute(_INSERT_HISTORY, {"referral_id": values["id"], **first})
+    staged.stage(session, _REFERRALS, [{"business_status": None, "version": 1, **values}])
+    staged.stage(session, _HISTORY, [{"referral_id": values["id"], **first}])
     referral = Referral(**values, version=1)
     make_transient_to_detached(referral)
     session.add(referral)
