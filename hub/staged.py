@@ -12,7 +12,8 @@ Staged rows are written by the next :func:`write`, before the ORM's next flush (
 autoflush or the commit's), or at commit; a rollback drops them with the rest of the
 transaction. Staged rows may reference rows written or staged before them, and ORM rows may
 reference staged ones; never the other way round. Until written, staged rows are invisible to
-queries: stage only rows that nothing reads before they are written.
+queries: stage only rows that nothing reads before they are written. A savepoint's rollback
+does not take back rows staged inside it (the hub uses no savepoints).
 """
 
 from __future__ import annotations

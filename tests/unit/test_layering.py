@@ -53,8 +53,12 @@ def under(module: str, package: str) -> bool:
 
 
 def test_the_sealing_every_feature_calls_depends_on_no_feature() -> None:
-    """hub.crypto is the floor: keys and the field cipher, on the database and settings."""
-    allowed = ("hub.crypto", "hub.db", "hub.settings", "hub.errors")
+    """hub.crypto is the floor: keys and the field cipher, on the database and settings.
+
+    The database includes hub.staged (rows written together), which imports nothing of ours.
+    """
+    allowed = ("hub.crypto", "hub.db", "hub.staged", "hub.settings", "hub.errors")
+    assert not [m for m in imported_modules(ROOT / "hub" / "staged.py") if under(m, "hub")]
     offenders = {
         str(path.relative_to(ROOT)): sorted(
             m for m in imported_modules(path) if under(m, "hub") and not under_any(m, allowed)
