@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from hub.bootstrap import Hub
 from tests.hubtest import Partners, api_client, make_hub
 
 
@@ -14,6 +15,11 @@ def hub_and_partners(database_url: str, tmp_path: Path):  # type: ignore[no-unty
     hub, partners = make_hub(database_url, tmp_path)
     yield hub, partners
     hub.engine.dispose()
+
+
+@pytest.fixture
+def hub(hub_and_partners: tuple[Hub, Partners]) -> Hub:
+    return hub_and_partners[0]
 
 
 @pytest.fixture

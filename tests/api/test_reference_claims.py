@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -22,18 +20,10 @@ from hub.people import service
 from hub.people.models import Person, PersonReference
 from hub.people.service import resolve_person
 from schemas.messages import PersonIn
-from tests.hubtest import make_hub
 
 ANNA = PersonIn(
     given_name="Anna", family_name="Kowalska", birth_date="1999-04-02", partner_reference="M-77"
 )
-
-
-@pytest.fixture
-def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    made, _ = make_hub(database_url, tmp_path)
-    yield made
-    made.engine.dispose()
 
 
 def _counts(hub: Hub) -> tuple[int, int]:

@@ -8,13 +8,11 @@ tables' rows cost one statement.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,16 +22,9 @@ from hub.consent.models import Consent
 from hub.db import table_of, unit_of_work
 from hub.outbox.models import OutboxEvent
 from hub.people.models import Person, PersonIndexEntry
-from tests.hubtest import make_hub
+from tests.api.test_hot_path import Statements
 
 AT = datetime(2026, 12, 4, 9, 30, 15, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def hub(database_url: str, tmp_path: Path) -> Iterator[Hub]:
-    made, _ = make_hub(database_url, tmp_path)
-    yield made
-    made.engine.dispose()
 
 
 def person(pid: str) -> dict[str, Any]:
@@ -58,24 +49,8 @@ def count(session: Session, model: type[Any]) -> int:
     return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-class Sent:
-    def __init__(self, hub: Hub) -> None:
-        self.engine, self.statements = hub.engine, list[str]()
-
-    def __enter__(self) -> Sent:
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._record)
-
-    def _record(self, _c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if not statement.startswith("BEGIN"):
-            self.statements.append(statement)
-
-
 def test_staged_rows_are_written_at_commit_in_one_statement_on_postgresql(hub: Hub) -> None:
-    with Sent(hub) as sent, unit_of_work(hub.session_factory) as session:
+    with Statements(hub) as sent, unit_of_work(hub.session_factory) as session:
         staged.stage(session, table_of(Person), [person("p_staged")])
         staged.stage(
             session,
@@ -83,9 +58,9 @@ def test_staged_rows_are_written_at_commit_in_one_statement_on_postgresql(hub: H
             [{"person_id": "p_staged", "kind": "token", "digest": bytes(32)}] * 2,
         )
         staged.stage(session, table_of(OutboxEvent), [outbox_row(1), outbox_row(2)])
-        assert sent.statements == []  # nothing until commit
+        assert sent.sent == []  # nothing until commit
     expected = 1 if hub.engine.dialect.name == "postgresql" else 3
-    assert len(sent.statements) == expected
+    assert len(sent.sent) == expected
     with hub.session_factory() as session:
         assert count(session, Person) == 1 and count(session, PersonIndexEntry) == 2
         rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
@@ -150,12 +125,12 @@ def test_a_bulk_job_stages_thousands_of_rows_and_each_table_goes_together(hub: H
     # what one combined statement should carry (and 3,000 CTEs would exceed PostgreSQL's
     # 65,535 parameters if each staging were its own).
     people = 3000
-    with Sent(hub) as sent, unit_of_work(hub.session_factory) as session:
+    with Statements(hub) as sent, unit_of_work(hub.session_factory) as session:
         for n in range(people):
             staged.stage(session, table_of(Person), [person(f"p_bulk_{n}")])
             entry = {"person_id": f"p_bulk_{n}", "kind": "token", "digest": bytes(32)}
             staged.stage(session, table_of(PersonIndexEntry), [entry])
-    tables = [t for s in sent.statements for t in ("people", "person_index") if f"INTO {t} " in s]
+    tables = [t for s in sent.sent for t in ("people", "person_index") if f"INTO {t} " in s]
     assert tables[0] == "people" and set(tables) == {"people", "person_index"}
     assert tables.index("person_index") > max(i for i, t in enumerate(tables) if t == "people")
     with hub.session_factory() as session:
@@ -163,11 +138,11 @@ def test_a_bulk_job_stages_thousands_of_rows_and_each_table_goes_together(hub: H
 
 
 def test_rows_of_one_table_staged_apart_share_one_insert(hub: Hub) -> None:
-    with Sent(hub) as sent, unit_of_work(hub.session_factory) as session:
+    with Statements(hub) as sent, unit_of_work(hub.session_factory) as session:
         for n in range(3):
             staged.stage(session, table_of(Person), [person(f"p_apart_{n}")])
             staged.stage(session, table_of(OutboxEvent), [outbox_row(n)])
-    inserts = [s.count("INSERT INTO") for s in sent.statements]
+    inserts = [s.count("INSERT INTO") for s in sent.sent]
     assert inserts == ([2] if hub.engine.dialect.name == "postgresql" else [1, 1])
     with hub.session_factory() as session:
         keys = session.scalars(select(OutboxEvent.key).order_by(OutboxEvent.id)).all()
