@@ -53,7 +53,7 @@ from consumers.runner import (
 )
 from hub import telemetry
 from hub.crypto.cipher import ERASED
-from hub.crypto.fields import open_event
+from hub.crypto.fields import load_keys, open_event
 from hub.db import unit_of_work
 from hub.deliveries import service
 from hub.events.service import processed_among
@@ -175,6 +175,15 @@ class DeliveryRunner:
         with self._sessions() as session:
             done = processed_among(
                 session, consumer=self.name, ids=[i.event.attrs.id for i in events if i.event]
+            )
+            # The poll's people's keys in one query, not one per event opened below.
+            load_keys(
+                session,
+                (
+                    str(i.event.data.get("person_id"))
+                    for i in events
+                    if i.event and i.event.attrs.id not in done
+                ),
             )
             for item in events:
                 assert item.event is not None

@@ -7,6 +7,7 @@ without threading key material through every call.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -39,6 +40,12 @@ def open_event(session: Session, person_id: str, data: dict[str, Any]) -> dict[s
 def seal_value(session: Session, person_id: str, value: str | None) -> str | None:
     """One personal value, encrypted (None stays None)."""
     return None if value is None else cipher(session).encrypt(person_id, value)
+
+
+def load_keys(session: Session, person_ids: Iterable[str]) -> None:
+    """Unwrap these people's data keys in one query, before opening the events of a batch."""
+    keys, current = session.info[MASTER_KEYS]
+    DbKeyStore(session, keys, current).load_many(person_ids)
 
 
 def open_value(session: Session, person_id: str, value: str | None) -> str | None:

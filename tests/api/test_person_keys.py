@@ -198,3 +198,39 @@ def test_a_rolled_back_key_is_not_remembered(hub_and_partners: HubAndPartners) -
         assert _store(session).data_key("p_rolled", create=False) is None
     finally:
         session.close()
+
+
+def test_a_batch_of_people_has_its_keys_read_in_one_query(
+    hub_and_partners: HubAndPartners,
+) -> None:
+    from sqlalchemy import event
+
+    factory = _factory(hub_and_partners)
+    people = [f"p_batch{n}" for n in range(7)]
+    with unit_of_work(factory) as session:
+        keys = {p: _store(session).data_key(p, create=True) for p in people}
+        _store(session).erase("p_batch6")
+    selects: list[str] = []
+    engine = hub_and_partners[0].engine
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "FROM person_keys" in statement:
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with unit_of_work(factory) as session:
+            _store(session).load_many([*people, "p_batch0", "p_nobody"])
+            assert len(selects) == 1, "one query for the whole batch"
+            for person in people[:6]:
+                assert _store(session).data_key(person, create=False) == keys[person]
+            assert len(selects) == 1, "the loaded keys are served from memory"
+            # The erased and the unknown are not remembered: each still reads as it is.
+            assert _store(session).data_key("p_batch6", create=False) is None
+            assert _store(session).data_key("p_nobody", create=False) is None
+            assert len(selects) == 3
+        with unit_of_work(factory) as session:
+            assert _store(session).data_key("p_batch0", create=False) == keys["p_batch0"]
+        assert len(selects) == 4, "a new transaction reads the key again"
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
