@@ -32,8 +32,10 @@ Which groups must apply a row follows from its topic:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +60,8 @@ INBOX_CONSUMER = "inbox"
 #: Rows looked at per query; one settling pass reads at most ``PAGES`` of them.
 PAGE = 500
 PAGES = 8
+#: Unsettled rows whose requirements a settler remembers at most.
+KNOWN_ROWS = 100_000
 
 
 def required(
@@ -93,21 +97,24 @@ class Settler:
     #: Rows up to here were looked at in this round; a row owed for long (a dead letter)
     #: is looked at once per round, not once per pass.
     _after: int = 0
+    #: What settles each unsettled row looked at so far, by outbox id.
+    _known: dict[int, list[frozenset[str]]] = field(default_factory=dict)
 
     def settle(self) -> int:
         """One pass over up to ``PAGES`` pages of unsettled rows; how many it settled."""
         settled = 0
         for _ in range(PAGES):
             with unit_of_work(self.session_factory) as session:
-                count, full = self._page(session)
-            settled += count
+                done, full = self._page(session)
+            self._forget(done)  # committed: they are not looked at again
+            settled += len(done)
             if not full:
                 break
         return settled
 
-    def _page(self, session: Session) -> tuple[int, bool]:
+    def _page(self, session: Session) -> tuple[list[int], bool]:
         rows = session.execute(
-            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id, OutboxEvent.headers)
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id)
             .where(
                 OutboxEvent.settled_at.is_(None),
                 OutboxEvent.published_at.is_not(None),
@@ -119,7 +126,8 @@ class Settler:
         full = len(rows) == PAGE
         self._after = rows[-1].id if full else 0
         if not rows:
-            return 0, False
+            return [], False
+        needs = self._needs_of(session, rows)
         applied: dict[str, set[str]] = {}
         for consumer, event_id in session.execute(
             select(ProcessedEvent.consumer, ProcessedEvent.event_id).where(
@@ -127,13 +135,7 @@ class Settler:
             )
         ):
             applied.setdefault(event_id, set()).add(consumer)
-        done = [
-            r.id
-            for r in rows
-            if is_settled(
-                required(self.settings, r.topic, r.headers), applied.get(r.event_id, set())
-            )
-        ]
+        done = [r.id for r in rows if is_settled(needs[r.id], applied.get(r.event_id, set()))]
         if done:
             session.execute(
                 update(OutboxEvent)
@@ -141,7 +143,27 @@ class Settler:
                 .values(settled_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-        return len(done), full
+        return done, full
+
+    def _needs_of(self, session: Session, rows: Sequence[Any]) -> dict[int, list[frozenset[str]]]:
+        # A row is looked at on every pass until its consumers applied it; what settles it
+        # never changes, so its headers are read and judged once, not once per pass.
+        events = self.settings.topic_events
+        unknown = [r.id for r in rows if r.id not in self._known and r.topic == events]
+        headers: dict[int, Any] = {}
+        if unknown:
+            read = select(OutboxEvent.id, OutboxEvent.headers).where(OutboxEvent.id.in_(unknown))
+            headers = {row_id: value for row_id, value in session.execute(read)}
+        if len(self._known) > KNOWN_ROWS:  # rows owed for long (dead letters): start again
+            self._known.clear()
+        for r in rows:
+            if r.id not in self._known:
+                self._known[r.id] = required(self.settings, r.topic, headers.get(r.id))
+        return {r.id: self._known[r.id] for r in rows}
+
+    def _forget(self, ids: Iterable[int]) -> None:
+        for row_id in ids:
+            self._known.pop(row_id, None)
 
 
 def oldest_unsettled(session: Session) -> datetime | None:

@@ -150,3 +150,34 @@ def test_events_published_but_not_consumed_survive_a_broker_restart(
         ),
     )
     assert entries == len(accepted)
+
+
+def test_a_row_waiting_for_its_consumers_is_judged_once_and_still_settles(
+    running: Running,
+) -> None:
+    from sqlalchemy import event
+
+    accepted = sorted(_accept(running, 3, 0))
+    build_relay(running.hub).publish_batch()
+    reads: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "outbox.headers" in statement:
+            reads.append(statement)
+
+    settler = Settler(running.hub.session_factory, running.hub.settings)
+    event.listen(running.hub.engine, "before_cursor_execute", count)
+    try:
+        assert settler.settle() == 0  # no consumer applied anything yet
+        assert settler.settle() == 0
+        assert len(reads) == 1, "the waiting rows' headers are read on the first pass only"
+        with unit_of_work(running.hub.session_factory) as session:
+            for consumer in EVENT_CONSUMERS:
+                mark_processed(session, consumer=consumer, event_id=accepted[0])
+        assert settler.settle() == 1
+        assert len(reads) == 1
+    finally:
+        event.remove(running.hub.engine, "before_cursor_execute", count)
+    assert scalar_all(
+        running, select(OutboxEvent.event_id).where(OutboxEvent.settled_at.is_not(None))
+    ) == [accepted[0]]
