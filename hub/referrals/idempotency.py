@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, or_
 from sqlalchemy.orm import Session
 
-from hub.db import insert_if_absent
+from hub import staged
+from hub.db import table_of, utcnow
 from hub.errors import HubError, IdempotencyConflict, InvalidInput
 from hub.referrals.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+_RECORDS = table_of(IdempotencyRecord)
 #: Visible ASCII, spaces only inside: HTTP strips a header value's outer whitespace, and a key
 #: must reach the hub as it was sent. The route's header parameter declares the same pattern.
 KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
@@ -57,7 +59,8 @@ def run_first(
     """Run ``action`` and store its answer under the key; raise Repeated if the key was used.
 
     For a request that is one keyed operation: a first use (nearly always) costs one
-    ``INSERT … ON CONFLICT DO NOTHING`` after the action and no look-up before it. A repeat
+    ``INSERT … ON CONFLICT DO NOTHING`` after the action and no look-up before it; on
+    PostgreSQL it is part of the statement that writes the action's rows (hub.staged). A repeat
     runs the action too, finds the key taken and raises Repeated; on PostgreSQL a concurrent
     first use of the key makes the insert wait for that transaction's outcome.
     """
@@ -65,7 +68,9 @@ def run_first(
         return action()
     _check(key)
     try:
-        answer = action()
+        # The action's rows wait for the key's insert: one statement on PostgreSQL.
+        with staged.held(session):
+            answer = action()
     except HubError:
         # A repeat may fail where the first run succeeded (the status it set is set now).
         _raise_if_used(session, partner_id, key, fingerprint)
@@ -124,8 +129,10 @@ def _store(session: Session, partner_id: str, key: str, fingerprint: str, answer
         "status_code": answer.status_code,
         "response": answer.body,
         "location": answer.location,
+        "created_at": utcnow(),
     }
-    return insert_if_absent(session, IdempotencyRecord, row)
+    # With whatever the action staged (hub.staged), when it held its writes for this.
+    return staged.write_claiming(session, _RECORDS, row)
 
 
 def _raise_if_used(session: Session, partner_id: str, key: str, fingerprint: str) -> None:

@@ -71,6 +71,8 @@ def test_settling_and_resending_read_only_the_unsettled_rows(
             plan = "\n".join(
                 str(row[-1]) for row in conn.exec_driver_sql(prefix + statement, params)
             )
-            assert "ix_outbox_unsettled" in plan, (statement, plan)
+            # The waiting rows' headers are then read by their ids, through the primary key.
+            by_id = "outbox.id IN" in statement and ("PRIMARY KEY" in plan or "pk_outbox" in plan)
+            assert "ix_outbox_unsettled" in plan or by_id, (statement, plan)
             assert "Seq Scan on outbox" not in plan, (statement, plan)
     hub.engine.dispose()

@@ -61,6 +61,9 @@ def test_staged_rows_are_written_at_commit_in_one_statement_on_postgresql(hub: H
         assert sent.sent == []  # nothing until commit
     expected = 1 if hub.engine.dialect.name == "postgresql" else 3
     assert len(sent.sent) == expected
+    if hub.engine.dialect.name == "postgresql":
+        # Sent with PostgreSQL's own placeholders, converted once per shape, not per call.
+        assert "$1" in sent.sent[0] and "%(" not in sent.sent[0]
     with hub.session_factory() as session:
         assert count(session, Person) == 1 and count(session, PersonIndexEntry) == 2
         rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
@@ -147,3 +150,85 @@ def test_rows_of_one_table_staged_apart_share_one_insert(hub: Hub) -> None:
     with hub.session_factory() as session:
         keys = session.scalars(select(OutboxEvent.key).order_by(OutboxEvent.id)).all()
         assert keys == ["k0", "k1", "k2"]
+
+
+def key_row(key: str) -> dict[str, Any]:
+    return {
+        "partner_id": "ude",
+        "key": key,
+        "request_hash": "h",
+        "status_code": 202,
+        "response": {"id": key},
+        "location": None,
+        "created_at": AT,
+    }
+
+
+def test_a_claim_goes_with_the_held_rows_and_tells_whether_it_was_new(hub: Hub) -> None:
+    from hub.referrals.models import IdempotencyRecord
+
+    records = table_of(IdempotencyRecord)
+    postgresql = hub.engine.dialect.name == "postgresql"
+    with Statements(hub) as sent, unit_of_work(hub.session_factory) as session:
+        with staged.held(session):
+            staged.stage(session, table_of(Person), [person("p_claim_1")])
+            staged.write(session, notify="hub_outbox")  # held: written with the claim
+            assert sent.sent == []
+        assert staged.write_claiming(session, records, key_row("k-1")) is True
+    assert len(sent.sent) == (1 if postgresql else 2), sent.sent
+    if postgresql:
+        assert "pg_notify" in sent.sent[0] and "idempotency_records" in sent.sent[0]
+
+    # The key taken: the claim says so, and the rows written with it leave with the rollback.
+    session = hub.session_factory()
+    try:
+        staged.stage(session, table_of(Person), [person("p_claim_2")])
+        assert staged.write_claiming(session, records, key_row("k-1")) is False
+        session.rollback()
+    finally:
+        session.close()
+    with hub.session_factory() as session:
+        assert session.scalars(select(Person.id)).all() == ["p_claim_1"]
+        assert session.scalars(select(IdempotencyRecord.key)).all() == ["k-1"]
+
+
+def test_a_flush_inside_a_hold_still_writes_the_staged_rows_first(hub: Hub) -> None:
+    with unit_of_work(hub.session_factory) as session, staged.held(session):
+        staged.stage(session, table_of(Person), [person("p_held")])
+        staged.write(session)  # held
+        session.add(
+            Consent(
+                id=str(uuid.uuid4()),
+                person_id="p_held",
+                purpose="counselling",
+                partners=["ude"],
+                granted_on=date(2026, 12, 1),
+                evidence_reference="form 1",
+                notice_language="de",
+                recorded_by="test",
+            )
+        )
+        session.flush()  # the consent references the staged person
+    with hub.session_factory() as session:
+        assert count(session, Consent) == 1
+
+
+def test_a_staged_table_must_be_given_its_python_defaults(hub: Hub) -> None:
+    from hub.referrals.models import IdempotencyRecord
+
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite inserts each table on its own, with SQLAlchemy's defaults")
+    row = key_row("k-2")
+    del row["created_at"]
+    with (
+        pytest.raises(ValueError, match="created_at"),
+        unit_of_work(hub.session_factory) as session,
+    ):
+        staged.stage(session, table_of(IdempotencyRecord), [row])
+        staged.write_claiming(session, table_of(Person), person("p_default"))
+
+
+def test_named_placeholders_become_numbered_once_each() -> None:
+    sql = staged._Sql.of("SELECT %(a)s, %(b)s, %(a)s, '100%%' WHERE x = %(c_1)s")
+    assert sql.numbered == "SELECT $1, $2, $1, '100%' WHERE x = $3"
+    assert sql.order == ("a", "b", "c_1")
