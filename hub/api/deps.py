@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hub.audit.service import record_at_commit
 from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
-from hub.auth.deps import memory_or_thread, require_scope
+from hub.auth.deps import authenticate, memory_or_thread, requiring
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
@@ -38,22 +38,18 @@ async def catalogue_of(request: Request) -> Catalogue:
 def caller(scope: str) -> Callable[..., Awaitable[Partner]]:
     """A dependency giving the calling partner, from a token that carries ``scope``."""
 
-    # A default rather than Annotated: the scope is a closure variable, which string
-    # annotations (PEP 563) could not resolve.
-    async def dependency(
-        request: Request,
-        session: SessionDep,
-        principal: Principal = Depends(require_scope(scope)),
-    ) -> Partner:
-        return await memory_or_thread(_called, session, request, principal)
+    # The token is checked here rather than in a dependency of its own: each dependency
+    # costs FastAPI's machinery more than the check from memory does.
+    async def dependency(request: Request, session: SessionDep) -> Partner:
+        return await memory_or_thread(_called, session, request, scope)
 
-    return dependency
+    return requiring(scope, dependency)
 
 
-def _called(session: Session, request: Request, principal: Principal) -> Partner:
-    # The partner comes from the cache (a miss raises WouldLoad first); the audit entry is
-    # only staged in the session, written at commit.
-    partner = partner_of(session, principal)
+def _called(session: Session, request: Request, scope: str) -> Partner:
+    # The token and the partner come from the cache (a miss raises WouldLoad first, before
+    # any effect); the audit entry is only staged in the session, written at commit.
+    partner = partner_of(session, authenticate(request, scope))
     audit_call(session, request, partner.id)
     return partner
 
@@ -112,6 +108,13 @@ def partner_of(session: Session, principal: Principal) -> Partner:
     if partner is None:
         raise Unauthenticated("the token's partner is not active", error="invalid_token")
     return partner
+
+
+def configured(request: Request) -> tuple[Settings, Catalogue, Policy]:
+    """The app's settings, catalogue and route policy, for a route on the hot path: read here
+    they cost nothing, where a dependency each costs FastAPI's machinery."""
+    state = request.app.state
+    return state.settings, state.catalogue, state.policy
 
 
 async def policy_of(request: Request) -> Policy:

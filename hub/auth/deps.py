@@ -136,8 +136,13 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def dependency(request: Request) -> Principal:
-        return await memory_or_thread(_authenticate, request, scope)
+        return await memory_or_thread(authenticate, request, scope)
 
+    return requiring(scope, dependency)
+
+
+def requiring(scope: str, dependency: Callable[..., T]) -> Callable[..., T]:
+    """Declare that ``dependency`` authenticates a token carrying ``scope`` (for OpenAPI)."""
     _REQUIRED_SCOPES[dependency] = scope
     return dependency
 
@@ -163,7 +168,9 @@ async def memory_or_thread(function: Callable[..., T], *args: Any) -> T:
         return await run_in_threadpool(function, *args)
 
 
-def _authenticate(request: Request, scope: str) -> Principal:
+def authenticate(request: Request, scope: str) -> Principal:
+    """The principal of the request's access token, which must carry ``scope``; reads the
+    database only for a DPoP proof or a token not seen before (``memory_or_thread``)."""
     scheme, token = access_token(request.headers.get("authorization"))
     validator = get_token_validator(request)
     if scheme == "dpop":

@@ -18,6 +18,7 @@ from hub.api.deps import (
     audit_call,
     audit_read,
     caller,
+    configured,
 )
 from hub.auth.deps import commit_in_thread
 from hub.partners.models import Partner
@@ -69,13 +70,11 @@ async def create_referral(
     body: ReferralCreate,
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
-    catalogue: CatalogueDep,
-    policy: PolicyDep,
     partner: Annotated[Partner, Depends(caller("referrals:write"))],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Accepted (202) once the referral and its event are durably stored together."""
+    settings, catalogue, policy = configured(request)
 
     def action() -> Answer:
         referral = service.request_referral(
