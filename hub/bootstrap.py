@@ -15,6 +15,8 @@ from hub.crypto.fields import MASTER_KEYS
 from hub.crypto.keystore import master_keys_from
 from hub.db import make_engine, make_session_factory
 from hub.kafka.security import PLAINTEXT, KafkaSecurity
+from hub.outbox.notify import Notifier
+from hub.outbox.service import NOTIFY_CHANNEL
 from hub.policy.model import Policy, load_policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue, load_catalogue
@@ -61,9 +63,15 @@ def bootstrap(settings: Settings) -> Hub:
         kafka_security=KafkaSecurity.from_settings(settings),
     )
 
+    notifier = None
+    if engine.dialect.name == "postgresql":
+        notifier = Notifier(settings.resolved_database_url, NOTIFY_CHANNEL)
+
     def after_commit(session: Session) -> None:
         if session.info.pop("outbox_written", False):
-            hub.outbox_written.set()
+            hub.outbox_written.set()  # a relay in this process
+            if notifier is not None:
+                notifier.wake()  # relays in others
 
     def after_rollback(session: Session) -> None:
         session.info.pop("outbox_written", None)

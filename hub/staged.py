@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 _STAGED = "hub.staged"
 _HELD = "hub.staged.held"
-_NOTIFY = "hub.staged.notify"
 
 # (table, the rows' column names, how many rows)
 Shape = tuple[Table, tuple[str, ...], int]
@@ -48,15 +47,12 @@ def stage(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
         session.info.setdefault(_STAGED, []).append((table, [dict(row) for row in rows]))
 
 
-def write(session: Session, *, notify: str | None = None) -> None:
-    """Write every staged row now: one statement on PostgreSQL, which also sends ``NOTIFY
-    notify`` (delivered at commit) when a channel is named; one per table on SQLite, and on
-    PostgreSQL for a batch too large for one statement.
+def write(session: Session) -> None:
+    """Write every staged row now: one statement on PostgreSQL; one per table on SQLite, and
+    on PostgreSQL for a batch too large for one statement.
 
-    Inside :func:`held`, only remember the channel: the rows and the notification go with the
-    next write after it, the next flush or the commit."""
-    if notify is not None:
-        session.info[_NOTIFY] = notify
+    Inside :func:`held`, nothing: the rows go with the next write after it, the next flush
+    or the commit."""
     if not session.info.get(_HELD):
         _write(session, None)
 
@@ -88,20 +84,17 @@ Claim = tuple[Table, dict[str, Any]]
 
 def _write(session: Session, claim: Claim | None) -> bool:
     parts = _by_table(session.info.pop(_STAGED, []))
-    notify: str | None = session.info.pop(_NOTIFY, None)
     dialect = session.get_bind().dialect
     postgresql = dialect.name == "postgresql"
     values = sum(len(rows) * len(rows[0]) for _t, rows in parts) + (len(claim[1]) if claim else 0)
     if postgresql and values <= _MAX_TOGETHER:
-        if parts or notify is not None or claim is not None:
-            return _write_together(session, parts, notify, claim)
+        if parts or claim is not None:
+            return _write_together(session, parts, claim)
         return True
     # Before the ORM's pending rows, which may reference these (a consent its person).
     with session.no_autoflush:
         for table, rows in parts:
             session.execute(_plain_insert(table), rows)
-        if postgresql and notify is not None:
-            session.execute(select(func.pg_notify(notify, "")))
         if claim is None:
             return True
         table, row = claim
@@ -125,12 +118,10 @@ def _by_table(parts: list[Part]) -> list[Part]:
     return [(table, rows) for (table, _columns), rows in merged.items()]
 
 
-def _write_together(
-    session: Session, parts: list[Part], notify: str | None, claim: Claim | None
-) -> bool:
+def _write_together(session: Session, parts: list[Part], claim: Claim | None) -> bool:
     shapes = tuple((table, tuple(rows[0]), len(rows)) for table, rows in parts)
     claimed = (claim[0], tuple(claim[1])) if claim else None
-    sql, fixed, processors = _together(shapes, notify, claimed, session.get_bind().dialect)
+    sql, fixed, processors = _together(shapes, claimed, session.get_bind().dialect)
     params = dict(fixed)
     for i, (_table, rows) in enumerate(parts):
         for j, row in enumerate(rows):
@@ -194,7 +185,6 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 @functools.lru_cache(maxsize=512)  # shapes vary with batch sizes; a bounded set is hot
 def _together(
     shapes: tuple[Shape, ...],
-    notify: str | None,
     claim: tuple[Table, tuple[str, ...]] | None,
     dialect: Dialect,
 ) -> tuple[_Sql, dict[str, Any], dict[str, Callable[[Any], Any] | None]]:
@@ -218,7 +208,7 @@ def _together(
                 row[name] = bindparam(key, type_=type_)
             rows.append(row)
         ctes.append(insert(table).values(rows).cte(f"w{i}"))
-    answer: list[Any] = [func.pg_notify(notify, "") if notify else literal(1)]
+    answer: list[Any] = [literal(1)]
     if claim is not None:
         table, columns = claim
         row = {}
@@ -242,7 +232,7 @@ def _together(
 def _write_first(session: Session, *_flush: Any) -> None:
     # Before the ORM flushes its pending rows (at a query's autoflush or at commit): they may
     # reference staged rows, never the other way round.
-    if session.info.get(_STAGED) or _NOTIFY in session.info:
+    if session.info.get(_STAGED):
         _write(session, None)
 
 
@@ -252,4 +242,3 @@ def _forget_after_rollback(session: Session, transaction: SessionTransaction) ->
     # transaction, as pending objects would.
     if transaction.parent is None:
         session.info.pop(_STAGED, None)
-        session.info.pop(_NOTIFY, None)

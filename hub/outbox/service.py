@@ -81,15 +81,14 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
 def _insert_now(session: Session, rows: list[OutboxEvent]) -> None:
     # The first rows of a transaction are written at once, with whatever the transaction has
     # staged before them (a new referral, the call's audit record): one statement on
-    # PostgreSQL (hub.staged), which carries the relay's wake-up. NOTIFY is delivered at
-    # commit, so a relay in another process wakes at once instead of on its poll. Once per
-    # transaction: a consumer staging a batch needs one wake-up, and later rows go with the
-    # transaction's flush (in order, after these).
+    # PostgreSQL (hub.staged). Later rows go with the transaction's flush (in order, after
+    # these). The commit wakes the relay (hub.bootstrap): in this process directly, in others
+    # by a NOTIFY sent after it (hub.outbox.notify.Notifier).
     for row in rows:
         row.created_at = row.created_at or utcnow()
         row.replay = row.replay or 0
     staged.stage(session, _OUTBOX, [{key: getattr(row, key) for key in _COLUMNS} for row in rows])
-    staged.write(session, notify=NOTIFY_CHANNEL)
+    staged.write(session)
 
 
 _OUTBOX = table_of(OutboxEvent)

@@ -1,0 +1,72 @@
+"""The relay's wake-up on PostgreSQL: a NOTIFY sent after the commit, by a thread of its own.
+
+A NOTIFY inside the writing transaction would hold PostgreSQL's database-wide notify lock
+from that transaction's commit until its WAL is flushed: every writer would commit one after
+the other. test_hot_path shows the referral's transaction sends none; the relay in its own
+process still wakes on commit (tests/integration/test_consumers.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from hub.bootstrap import Hub
+from hub.outbox.notify import Notifier
+
+
+def listener(hub: Hub, channel: str) -> psycopg.Connection:
+    url = make_url(hub.settings.resolved_database_url).set(drivername="postgresql")
+    conn = psycopg.connect(url.render_as_string(False), autocommit=True)
+    conn.execute(f"LISTEN {channel}")
+    return conn
+
+
+def received(conn: psycopg.Connection, within: float) -> int:
+    count, until = 0, time.monotonic() + within
+    while (left := until - time.monotonic()) > 0:
+        count += sum(1 for _ in conn.notifies(timeout=left, stop_after=1))
+    return count
+
+
+@pytest.fixture
+def pg_hub(hub: Hub) -> Hub:
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite's relay runs in the writing process")
+    return hub
+
+
+def test_wake_ups_arriving_together_send_few_notifications_and_at_least_one(pg_hub: Hub) -> None:
+    conn = listener(pg_hub, "hub_test_together")
+    try:
+        url = pg_hub.settings.resolved_database_url
+        notifier = Notifier(url, "hub_test_together", spacing=0.05, idle=0.2)
+        wakers = [threading.Thread(target=notifier.wake) for _ in range(200)]
+        for t in wakers:
+            t.start()
+        for t in wakers:
+            t.join()
+        got = received(conn, 1.0)
+        assert 1 <= got <= 5, got
+    finally:
+        conn.close()
+
+
+def test_an_idle_notifier_ends_its_thread_and_a_later_wake_up_still_arrives(pg_hub: Hub) -> None:
+    conn = listener(pg_hub, "hub_test_idle")
+    try:
+        notifier = Notifier(pg_hub.settings.resolved_database_url, "hub_test_idle", idle=0.2)
+        notifier.wake()
+        assert received(conn, 0.5) == 1
+        time.sleep(0.5)
+        assert not notifier.running
+        assert not [t for t in threading.enumerate() if t.name == "notify-hub_test_idle"]
+        notifier.wake()
+        assert notifier.running
+        assert received(conn, 1.0) == 1
+    finally:
+        conn.close()
