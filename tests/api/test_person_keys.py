@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.bootstrap import Hub
@@ -30,6 +32,23 @@ def _store(session: Session, keys: dict[str, bytes] = OLD) -> DbKeyStore:
 
 def _factory(hub_and_partners: HubAndPartners) -> sessionmaker[Session]:
     return hub_and_partners[0].session_factory
+
+
+@contextmanager
+def key_reads(hub_and_partners: HubAndPartners) -> Iterator[list[str]]:
+    """The statements reading ``person_keys`` while the block runs."""
+    selects: list[str] = []
+    engine = hub_and_partners[0].engine
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "FROM person_keys" in statement:
+            selects.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield selects
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_create_read_erase(hub_and_partners: HubAndPartners) -> None:
@@ -152,20 +171,10 @@ def _checkpointed_bytes(path: Path) -> bytes:
 def test_a_key_is_read_once_per_transaction_and_forgotten_after_it(
     hub_and_partners: HubAndPartners,
 ) -> None:
-    from sqlalchemy import event
-
     factory = _factory(hub_and_partners)
     with unit_of_work(factory) as session:
         key = _store(session).data_key("p_once", create=True)
-    selects: list[str] = []
-    engine = hub_and_partners[0].engine
-
-    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
-        if "FROM person_keys" in statement:
-            selects.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with key_reads(hub_and_partners) as selects:
         with unit_of_work(factory) as session:
             for _ in range(5):
                 assert _store(session).data_key("p_once", create=True) == key
@@ -173,8 +182,6 @@ def test_a_key_is_read_once_per_transaction_and_forgotten_after_it(
         with unit_of_work(factory) as session:
             assert _store(session).data_key("p_once", create=False) == key
         assert len(selects) == 2, "a new transaction reads the key again"
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_a_key_erased_in_the_transaction_is_not_served_from_memory(
@@ -203,22 +210,12 @@ def test_a_rolled_back_key_is_not_remembered(hub_and_partners: HubAndPartners) -
 def test_a_batch_of_people_has_its_keys_read_in_one_query(
     hub_and_partners: HubAndPartners,
 ) -> None:
-    from sqlalchemy import event
-
     factory = _factory(hub_and_partners)
     people = [f"p_batch{n}" for n in range(7)]
     with unit_of_work(factory) as session:
         keys = {p: _store(session).data_key(p, create=True) for p in people}
         _store(session).erase("p_batch6")
-    selects: list[str] = []
-    engine = hub_and_partners[0].engine
-
-    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
-        if "FROM person_keys" in statement:
-            selects.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with key_reads(hub_and_partners) as selects:
         with unit_of_work(factory) as session:
             _store(session).load_many([*people, "p_batch0", "p_nobody"])
             assert len(selects) == 1, "one query for the whole batch"
@@ -232,5 +229,3 @@ def test_a_batch_of_people_has_its_keys_read_in_one_query(
         with unit_of_work(factory) as session:
             assert _store(session).data_key("p_batch0", create=False) == keys["p_batch0"]
         assert len(selects) == 4, "a new transaction reads the key again"
-    finally:
-        event.remove(engine, "before_cursor_execute", count)

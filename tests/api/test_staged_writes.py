@@ -49,6 +49,19 @@ def count(session: Session, model: type[Any]) -> int:
     return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+def consent(person_id: str) -> Consent:
+    return Consent(
+        id=str(uuid.uuid4()),
+        person_id=person_id,
+        purpose="counselling",
+        partners=["ude"],
+        granted_on=date(2026, 12, 1),
+        evidence_reference="form 1",
+        notice_language="de",
+        recorded_by="test",
+    )
+
+
 def test_staged_rows_are_written_at_commit_in_one_statement_on_postgresql(hub: Hub) -> None:
     with Statements(hub) as sent, unit_of_work(hub.session_factory) as session:
         staged.stage(session, table_of(Person), [person("p_staged")])
@@ -91,18 +104,7 @@ def test_staged_rows_go_with_a_rollback(hub: Hub) -> None:
 def test_orm_rows_referencing_a_staged_row_are_flushed_after_it(hub: Hub) -> None:
     with unit_of_work(hub.session_factory) as session:
         staged.stage(session, table_of(Person), [person("p_first")])
-        session.add(
-            Consent(
-                id=str(uuid.uuid4()),
-                person_id="p_first",
-                purpose="counselling",
-                partners=["ude"],
-                granted_on=date(2026, 12, 1),
-                evidence_reference="form 1",
-                notice_language="de",
-                recorded_by="test",
-            )
-        )
+        session.add(consent("p_first"))
         # A query's autoflush writes the consent, which references the staged person.
         assert count(session, Consent) == 1
     with hub.session_factory() as session:
@@ -196,18 +198,7 @@ def test_a_flush_inside_a_hold_still_writes_the_staged_rows_first(hub: Hub) -> N
     with unit_of_work(hub.session_factory) as session, staged.held(session):
         staged.stage(session, table_of(Person), [person("p_held")])
         staged.write(session)  # held
-        session.add(
-            Consent(
-                id=str(uuid.uuid4()),
-                person_id="p_held",
-                purpose="counselling",
-                partners=["ude"],
-                granted_on=date(2026, 12, 1),
-                evidence_reference="form 1",
-                notice_language="de",
-                recorded_by="test",
-            )
-        )
+        session.add(consent("p_held"))
         session.flush()  # the consent references the staged person
     with hub.session_factory() as session:
         assert count(session, Consent) == 1
