@@ -2,8 +2,9 @@
 
 The checker walks ``app.routes`` (included routers and mounted apps resolved) and inspects
 each route's dependency tree. Partner API routes need a dependency made by
-``hub.auth.deps.require_scope`` or ``hub.api.deps.caller``; staff routes need ``current_staff`` (through ``require``,
-``posting`` or ``check_csrf``), and state-changing staff routes the CSRF check as well.
+``hub.auth.deps.require_scope`` or ``hub.api.deps.caller``; staff routes need
+``current_staff`` (through ``require``, ``posting`` or ``check_csrf``), and state-changing
+staff routes the CSRF check as well.
 Mein Verfahren's routes open their unit of work first and ask ``hub.portal.pages.client_of``
 for the client's session inside it (so that an expired session is deleted): the checker
 reads the handler's code, and that of the module's helpers it calls, for that call, and
