@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import select
 import time
@@ -14,11 +13,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.types import TypeDecorator
+
+from hub import staged
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -157,18 +156,8 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     Runs at once, as Core on the table: no ORM bookkeeping for the row (it is not in the
     session afterwards); like any query, it flushes what the session has pending first.
     """
-    stmt = _insert_if_absent(table_of(model), session.get_bind().dialect.name)
+    stmt = staged.insert_if_absent(table_of(model), session.get_bind().dialect.name)
     return session.execute(stmt, values).first() is not None
-
-
-@functools.cache
-def _insert_if_absent(table: Table, dialect: str) -> ReturningInsert[Any]:
-    # Built once per table: the values go in as parameters, so a request pays for binding
-    # them, not for constructing and cache-keying a new statement (a third of its SQL cost).
-    # RETURNING rather than rowcount: the driver reports -1 for inserts it returns rows of.
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table).on_conflict_do_nothing()  # the table: no ORM bulk path
-    return stmt.returning(*table.primary_key.columns)
 
 
 def table_of(model: type[Base]) -> Table:

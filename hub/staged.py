@@ -98,7 +98,7 @@ def _write(session: Session, claim: Claim | None) -> bool:
         if claim is None:
             return True
         table, row = claim
-        return session.execute(_insert_if_absent(table, dialect.name), row).first() is not None
+        return session.execute(insert_if_absent(table, dialect.name), row).first() is not None
 
 
 # Values in one combined statement at most: a request's rows are a few dozen; a batch staged
@@ -157,9 +157,15 @@ def _plain_insert(table: Table) -> Executable:
 
 
 @functools.cache
-def _insert_if_absent(table: Table, dialect: str) -> Executable:
+def insert_if_absent(table: Table, dialect: str) -> Executable:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for one row of ``table``.
+
+    Built once per table: the values go in as parameters, so a request pays for binding them,
+    not for constructing and cache-keying a new statement. RETURNING rather than rowcount:
+    the driver reports -1 for inserts it returns rows of."""
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return dialect_insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    stmt = dialect_insert(table).on_conflict_do_nothing()  # the table: no ORM bulk path
+    return stmt.returning(*table.primary_key.columns)
 
 
 @dataclass(frozen=True)
