@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -136,19 +137,40 @@ def _lead(session: Session) -> bool:
 
 
 def _number(session: Session, numbered: list[dict[str, object]]) -> None:
-    table = AuditRecord.__table__
-    assert isinstance(table, Table)
-    statement = (
-        update(table)
-        .where(table.c.seq == bindparam("b_seq"), table.c.leaf_index.is_(None))
-        .values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
-    )
+    # Only leaves still without an index are numbered: a row another sequencer numbered
+    # first is not matched (fewer rows), an index it gave is refused (unique).
+    connection = session.connection()
     try:
-        result = session.connection().execute(statement, numbered)
+        if connection.dialect.name == "postgresql":
+            # One statement for the batch: executemany would run one UPDATE per leaf.
+            result = connection.execute(
+                _NUMBER_BATCH,
+                {
+                    "seqs": [row["b_seq"] for row in numbered],
+                    "indices": [row["b_index"] for row in numbered],
+                    "hashes": [row["b_hash"] for row in numbered],
+                },
+            )
+        else:
+            result = connection.execute(_NUMBER_ONE, numbered)
     except IntegrityError as exc:  # an index already given to another leaf
         raise LostRace("leaf indices taken by another sequencer") from exc
     if result.rowcount != len(numbered):
         raise LostRace("leaves numbered by another sequencer")
+
+
+_AUDIT_LOG = cast(Table, AuditRecord.__table__)
+_NUMBER_ONE = (
+    update(_AUDIT_LOG)
+    .where(_AUDIT_LOG.c.seq == bindparam("b_seq"), _AUDIT_LOG.c.leaf_index.is_(None))
+    .values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
+)
+_NUMBER_BATCH = text(
+    "UPDATE audit_log SET leaf_index = n.leaf_index, leaf_hash = n.leaf_hash"
+    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:indices AS bigint[]),"
+    " CAST(:hashes AS varchar[])) AS n(seq, leaf_index, leaf_hash)"
+    " WHERE audit_log.seq = n.seq AND audit_log.leaf_index IS NULL"
+)
 
 
 def _publish(session: Session, topic: str, checkpoint: Checkpoint, note: str, key: str) -> None:
