@@ -71,15 +71,16 @@ def record_at_commit(
     actor: str,
     action: str,
     person_id: str | None = None,
+    purpose: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
     """Like :func:`record`, for a record nothing reads back before commit: written as Core
     rows with the transaction's other staged rows (hub.staged), at the latest at commit.
 
-    For the record of every partner call: the ORM's flush of an :class:`AuditRecord` costs
-    the gateway several times the statement itself.
+    For the record of every partner call and every delivery: the ORM's flush of an
+    :class:`AuditRecord` costs several times the statement itself.
     """
-    values = _values(actor_type, actor, action, person_id, None, details)
+    values = _values(actor_type, actor, action, person_id, purpose, details)
     # Staged: written with the transaction's other staged rows (one statement on PostgreSQL),
     # at the latest when it commits; dropped with it on rollback.
     staged.stage(session, _TABLE, [values])

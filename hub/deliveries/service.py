@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.audit.service import record as audit
+from hub.audit.service import record_at_commit
 from hub.db import utcnow
 from hub.deliveries.models import DeliveryState
 from hub.events.service import already_processed, attributes_for, mark_processed
@@ -127,7 +127,7 @@ def audit_delivery(
     **extra: Any,
 ) -> None:
     """What went to whom, when, on which basis: the record the Art. 15 export reads."""
-    audit(
+    record_at_commit(
         session,
         actor_type="system",
         actor="delivery",
