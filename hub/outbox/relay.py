@@ -38,7 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import telemetry
-from hub.db import unit_of_work, utcnow
+from hub.db import table_of, unit_of_work, utcnow
 from hub.kafka.client import BrokerState
 from hub.outbox.models import OutboxEvent
 from hub.outbox.settlement import Settler, meet_broker
@@ -293,8 +293,11 @@ def _publish_span(row: OutboxEvent) -> Span:
 
 
 def _mark(session: Session, rows: list[OutboxEvent]) -> None:
+    # A Core update: the ORM's would also look for the rows among the session's objects and
+    # set the time on each, and nothing reads them again.
     if rows:
         ids = [r.id for r in rows]
-        session.execute(
-            update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(published_at=utcnow())
-        )
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow()))
+
+
+_OUTBOX = table_of(OutboxEvent)
