@@ -47,6 +47,18 @@ def stage(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> 
         session.info.setdefault(_STAGED, []).append((table, [dict(row) for row in rows]))
 
 
+def pending(session: Session, table: Table) -> list[dict[str, Any]]:
+    """The rows of ``table`` staged and not yet written, in order."""
+    return [
+        row for staged, rows in session.info.get(_STAGED, []) if staged is table for row in rows
+    ]
+
+
+def discard(session: Session) -> None:
+    """Drop every staged row not yet written, as a rollback would."""
+    session.info.pop(_STAGED, None)
+
+
 def write(session: Session) -> None:
     """Write every staged row now: one statement on PostgreSQL; one per table on SQLite, and
     on PostgreSQL for a batch too large for one statement.

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub.errors import Conflict, NotFound
 from hub.kafka.security import KafkaSecurity
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_row
+from hub.outbox.service import add_row, visible
 from hub.partners.models import Partner
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
@@ -115,6 +115,7 @@ def replay(session: Session, *, letter: DeadLetter, catalogue: Catalogue) -> Out
     if letter.value is None or not letter.original_topic:
         raise Conflict(f"dead letter {letter.id} has nothing to replay")
     event_id = letter.event_id or f"dlq-{letter.id}"
+    visible(session)
     previous = session.scalar(
         select(func.max(OutboxEvent.replay)).where(
             OutboxEvent.topic == letter.original_topic, OutboxEvent.event_id == event_id

@@ -18,7 +18,7 @@ from hub.db import utcnow
 from hub.deliveries.models import DeliveryState
 from hub.events.service import already_processed, attributes_for, mark_processed
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_event
+from hub.outbox.service import add_event, visible
 from hub.settings import Settings
 from schemas.cloudevents import CloudEventAttributes, EventType
 from schemas.messages import EventData, ReferralDelivered, ReferralDeliveryFailed
@@ -79,6 +79,7 @@ def record_rejected(
 ) -> None:
     """Emit ``referral.delivery-failed`` once per dead letter (a replay may deliver later)."""
     fields = _outcome_fields(attrs, data, partner_id, "failed")
+    visible(session)  # a failure of this poll staged before this one counts too
     if (
         session.scalars(
             select(OutboxEvent.id).where(OutboxEvent.event_id == str(fields["event_id"])).limit(1)

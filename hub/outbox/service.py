@@ -70,24 +70,29 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
         ):
             traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
             row.headers = traced + telemetry.inject()
+    if not rows:
+        return
     first = not session.info.get("outbox_written")
     session.info["outbox_written"] = True  # cleared at the end of the transaction
-    if first and rows:
-        _insert_now(session, rows)
-    else:
-        session.add_all(rows)
-
-
-def _insert_now(session: Session, rows: list[OutboxEvent]) -> None:
-    # The first rows of a transaction are written at once, with whatever the transaction has
-    # staged before them (a new referral, the call's audit record): one statement on
-    # PostgreSQL (hub.staged). Later rows go with the transaction's flush (in order, after
-    # these). The commit wakes the relay (hub.bootstrap): in this process directly, in others
-    # by a NOTIFY sent after it (hub.outbox.notify.Notifier).
+    # Staged as Core rows (hub.staged), never added to the session. The first rows of a
+    # transaction are written at once, with whatever the transaction has staged before them
+    # (a new referral, the call's audit record): one statement on PostgreSQL. Later rows go
+    # with the next write, the next flush or the commit, in order: a consumer that records a
+    # poll stages hundreds, which the ORM would make objects of and flush one by one. Until
+    # written they are invisible to queries: whoever looks for an outbox row of its own
+    # transaction writes them first (see ``visible``). The commit wakes the relay
+    # (hub.bootstrap): in this process directly, in others by a NOTIFY sent after it
+    # (hub.outbox.notify.Notifier).
     for row in rows:
         row.created_at = row.created_at or utcnow()
         row.replay = row.replay or 0
     staged.stage(session, _OUTBOX, [{key: getattr(row, key) for key in _COLUMNS} for row in rows])
+    if first:
+        staged.write(session)
+
+
+def visible(session: Session) -> None:
+    """Write the outbox rows this transaction staged, before a query that must see them."""
     staged.write(session)
 
 

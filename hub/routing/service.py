@@ -22,7 +22,7 @@ from hub.inbox.service import consumer_name as inbox_consumer_name
 from hub.inbox.service import put as put_in_inbox
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_row, json_row
+from hub.outbox.service import add_row, json_row, visible
 from hub.policy.model import Policy, Route
 from hub.policy.parties import route_between
 from hub.policy.projection import project
@@ -323,6 +323,7 @@ def release(
 
 def _next_replay(session: Session, topic: str, event_id: str) -> int:
     """0 for a copy never staged; one more than the last for a copy held after routing."""
+    visible(session)
     last = session.scalar(
         select(func.max(OutboxEvent.replay)).where(
             OutboxEvent.topic == topic, OutboxEvent.event_id == event_id

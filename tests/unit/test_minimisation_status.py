@@ -27,9 +27,11 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+import hub.staged
 from connectors.registry import connector_for
 from consumers import router
 from consumers.runner import Context, Event
+from hub.db import table_of
 from hub.outbox.models import OutboxEvent
 from hub.partners.models import Partner
 from hub.partners.service import DEMO_PARTNERS
@@ -177,7 +179,7 @@ def value_of(field_type: str) -> Any:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    # Nothing is flushed: the staged outbox rows are read from the session and dropped.
+    # Nothing is written: the staged outbox rows are read from the session and dropped.
     engine = create_engine("sqlite://")
     data_dir = Path(tmp_path_factory.mktemp("hub"))
     # The router resolves routes by partner kind: the demo partners are registered.
@@ -210,19 +212,22 @@ def route_through(ctx: Context, route: Route, event_type: str, data: dict[str, A
         partitionkey=data["person_id"],
     )
     # As if the transaction had written outbox rows already: the router's are then only
-    # added to the session, where they are read here, instead of inserted at once.
+    # staged, where they are read here, instead of inserted at once.
     ctx.session.info["outbox_written"] = True
     router.handle(Event(attrs, json.loads(json.dumps(data)), "hub.events.v1", 0, 0), ctx)
-    staged = [row for row in ctx.session.new if isinstance(row, OutboxEvent)]
+    staged = hub.staged.pending(ctx.session, table_of(OutboxEvent))
+    hub.staged.discard(ctx.session)
     ctx.session.expunge_all()
     expected = (
         [route.performer]
         if event_type == EventType.REFERRAL_REQUESTED
         else sorted({route.requester, route.performer} - {data["acting_partner"]})
     )
-    assert sorted(r.topic for r in staged) == [ctx.settings.deliveries_topic(p) for p in expected]
-    for row, recipient in zip(sorted(staged, key=lambda r: r.topic), expected, strict=True):
-        copy = json.loads(row.value)
+    assert sorted(r["topic"] for r in staged) == [
+        ctx.settings.deliveries_topic(p) for p in expected
+    ]
+    for row, recipient in zip(sorted(staged, key=lambda r: r["topic"]), expected, strict=True):
+        copy = json.loads(row["value"])
         check_copy(route, recipient, event_type, data, copy)
         native = CONNECTORS[KIND[recipient]].outbound.to_native(event_type, copy)
         body = json.dumps(native, ensure_ascii=False)
