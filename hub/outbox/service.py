@@ -60,16 +60,21 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
 
     Each row keeps the current trace context, so the relay's publish continues this trace.
     """
-    for row in rows:
-        with telemetry.span(
-            f"outbox write {row.topic}",
-            attributes={
-                "messaging.destination.name": row.topic,
-                "messaging.message.id": row.event_id,
-            },
-        ):
-            traced = [h for h in row.headers if h[0] not in ("traceparent", "tracestate")]
-            row.headers = traced + telemetry.inject()
+    if telemetry.tracing():
+        for row in rows:
+            with telemetry.span(
+                f"outbox write {row.topic}",
+                attributes={
+                    "messaging.destination.name": row.topic,
+                    "messaging.message.id": row.event_id,
+                },
+            ):
+                row.headers = _untraced(row.headers) + telemetry.inject()
+    else:
+        # No spans recorded here: every row carries the context the work came with.
+        context = telemetry.inject()
+        for row in rows:
+            row.headers = _untraced(row.headers) + context
     if not rows:
         return
     first = not session.info.get("outbox_written")
@@ -89,6 +94,10 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
     staged.stage(session, _OUTBOX, [{key: getattr(row, key) for key in _COLUMNS} for row in rows])
     if first:
         staged.write(session)
+
+
+def _untraced(headers: list[list[str]]) -> list[list[str]]:
+    return [h for h in headers if h[0] not in ("traceparent", "tracestate")]
 
 
 def visible(session: Session) -> None:
