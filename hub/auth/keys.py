@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc.jwk import ECKey
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, or_, select, text
 from sqlalchemy.orm import Session
 
 from hub.auth import cache as auth_cache
@@ -32,6 +32,8 @@ ALG = "ES256"
 JWKS_MAX_AGE_SECONDS = 300
 #: How long one process keeps signing with the key it loaded last.
 CURRENT_KEY_CACHE_SECONDS = 60.0
+#: PostgreSQL advisory lock (with the schema) taken by whoever adds a signing key.
+KEYS_LOCK = 0x6B65_7973  # "keys"
 
 
 class SigningKeys:
@@ -54,6 +56,12 @@ class SigningKeys:
             if self._cached and self._clock() - self._cached[0] < self._cache_seconds:
                 return self._cached[1]
             row = _newest_usable(session, utcnow())
+            if row is None:
+                # Gateway workers start together: without the lock each would add a first key
+                # and sign with it, and a worker that had read the JWKS between the two
+                # commits would refuse the other's tokens as signed by an unknown key.
+                _serialise(session)
+                row = _newest_usable(session, utcnow())
             if row is None:
                 # The first key signs at once: nobody can hold an older JWKS yet. Not cached:
                 # if the caller's transaction rolls back, the key never existed.
@@ -110,6 +118,7 @@ def rotate(
     retired now, so tokens they signed stop working (resource servers that cached our JWKS
     refuse new tokens until they refetch it on the unknown ``kid``).
     """
+    _serialise(session)
     now = now or utcnow()
     live = list(session.scalars(select(SigningKey).where(_published(now))))
     pending = [k for k in live if k.not_before > now]
@@ -146,6 +155,16 @@ def _state(row: SigningKey, signing: SigningKey | None, now: datetime) -> str:
     if row.not_before > now:
         return "pending"
     return "signing" if signing is not None and row.kid == signing.kid else "verifying"
+
+
+def _serialise(session: Session) -> None:
+    """Wait for any other transaction adding a key to finish; statements after this one see
+    what it committed. SQLite's BEGIN IMMEDIATE already admits one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"),
+            {"k": KEYS_LOCK},
+        )
 
 
 def _published(now: datetime) -> ColumnElement[bool]:

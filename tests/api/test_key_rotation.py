@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,51 @@ def test_cli_rotates_and_lists(world: World, database_url: str, tmp_path: Path) 
     lines = listing.output.strip().splitlines()
     assert [line.split()[-1] for line in lines] == ["signing", "pending"]
     assert all("created" in line and "not_before" in line and "retired" in line for line in lines)
+
+
+# --- processes that add a key at the same time ---------------------------------------------------
+
+
+def test_workers_starting_together_share_one_first_key(world: World) -> None:
+    """Two gateway workers each sign their first token while no key exists: the second waits
+    for the first's key instead of adding its own, which the first would not know yet."""
+    factory = world.hub.session_factory
+    with factory() as first, ThreadPoolExecutor(1) as pool:
+        kid = SigningKeys().current(first).kid
+        other = pool.submit(lambda: _current_kid(factory))
+        time.sleep(0.5)
+        assert not other.done(), "the second worker added a key while the first was unsaved"
+        first.commit()
+        assert other.result(timeout=30) == kid
+    with factory() as session:
+        assert [k.kid for k in list_keys(session)] == [kid]
+
+
+def test_rotations_at_the_same_time_add_one_signing_key(world: World) -> None:
+    factory = world.hub.session_factory
+    with factory() as first, ThreadPoolExecutor(1) as pool:
+        done = rotate(first, world.settings)
+        other = pool.submit(lambda: _rotate_in(factory, world.settings))
+        time.sleep(0.5)
+        assert not other.done()
+        first.commit()
+        second = other.result(timeout=30)
+    with factory() as session:
+        states = {k.kid: k.state for k in list_keys(session)}
+    # The second saw the first key and waits its turn to sign, as a later rotation does.
+    assert states == {done.kid: "signing", second.kid: "pending"}
+
+
+def _current_kid(factory: Any) -> str:
+    with factory() as session:
+        kid = str(SigningKeys().current(session).kid)
+        session.commit()
+        return kid
+
+
+def _rotate_in(factory: Any, settings: Settings) -> Any:
+    with unit_of_work(factory) as session:
+        return rotate(session, settings)
 
 
 # --- our validator refetches on an unknown kid, rate-limited ------------------------------------
