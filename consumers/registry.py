@@ -67,6 +67,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
         handler=_handler(name),
         mark_as=inbox.mark_as if name == "inbox" else None,
         wants=router.wants if name == "router" else None,
+        prepare=deadlines.prepare if name == "deadlines" else None,
         topics=_topics(name, hub),
         session_factory=hub.session_factory,
         settings=settings,

@@ -71,6 +71,8 @@ class Context:
 
 
 Handler = Callable[[Event, Context], None]
+#: Reads what the handler will need for a whole poll at once, before it handles each event.
+Prepare = Callable[[list[Event], Context], None]
 #: New partners bring new delivery topics; look for them this often.
 TOPIC_REFRESH_SECONDS = 10.0
 #: How often consumers measure their lag for the metrics.
@@ -95,8 +97,10 @@ class ConsumerRunner:
         producer_factory: Callable[[], Any],
         mark_as: Callable[[Event], str] | None = None,
         wants: Callable[[Event], bool] | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.name = name
+        self._prepare = prepare
         #: Events the handler has no work on are passed by: not handled, not marked, and a
         #: poll of nothing else costs no transaction (the router and events routed at
         #: acceptance). Settlement must not wait for this consumer's mark on them.
@@ -212,6 +216,15 @@ class ConsumerRunner:
                     ids = [e.attrs.id for e, m in zip(events, marks, strict=True) if m == mark]
                     done |= {(mark, i) for i in processed_among(session, consumer=mark, ids=ids)}
                 context = Context(session, self._settings, self._catalogue, self._policy)
+                if self._prepare is not None:
+                    self._prepare(
+                        [
+                            e
+                            for e, m in zip(events, marks, strict=True)
+                            if (m, e.attrs.id) not in done and not self._passed_by(e)
+                        ],
+                        context,
+                    )
                 for record, event, mark in zip(records, events, marks, strict=True):
                     if (mark, event.attrs.id) in done or self._passed_by(event):
                         continue

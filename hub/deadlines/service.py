@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 
 from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from hub.crypto.fields import open_event
+from hub.crypto.fields import load_keys, open_event
 from hub.deadlines.calendar import NRWCalendar
 from hub.deadlines.domain import ClockState, StatusPoint, evaluate_all
 from hub.deadlines.models import ClockInstance, DeadlineNotice
@@ -99,15 +99,25 @@ def stop_clocks(session: Session, *, referral_ids: Collection[str], at: datetime
 
 
 def refresh(
-    session: Session, referral: Referral, *, catalogue: Catalogue, settings: Settings, now: datetime
+    session: Session,
+    referral: Referral,
+    *,
+    catalogue: Catalogue,
+    settings: Settings,
+    now: datetime,
+    existing: dict[str, ClockInstance] | None = None,
 ) -> None:
-    """Bring the index rows of the referral's clocks up to date."""
-    existing = {
-        c.name: c
-        for c in session.scalars(
-            select(ClockInstance).where(ClockInstance.referral_id == referral.id)
-        )
-    }
+    """Bring the index rows of the referral's clocks up to date.
+
+    ``existing``: the referral's clock rows by name, read already (see ``prepare``); the rows
+    this call adds are put there too."""
+    if existing is None:
+        existing = {
+            c.name: c
+            for c in session.scalars(
+                select(ClockInstance).where(ClockInstance.referral_id == referral.id)
+            )
+        }
     for state in clocks_of(session, referral, catalogue=catalogue, settings=settings, now=now):
         row = existing.get(state.name) or ClockInstance(
             referral_id=referral.id,
@@ -120,6 +130,35 @@ def refresh(
         row.state, row.started_at, row.due_at = state.state, state.started_at, state.due_at
         row.warn_at, row.suggestion, row.updated_at = state.warn_at, state.suggestion, now
         session.add(row)
+        existing[state.name] = row
+
+
+@dataclass
+class Prepared:
+    """What ``refresh`` needs for many referrals, read at once (see ``prepare``)."""
+
+    referrals: dict[str, Referral]  # with their histories; held here, the session's are weak
+    clocks: dict[str, dict[str, ClockInstance]]  # by referral id and clock name
+
+
+def prepare(session: Session, referral_ids: Collection[str]) -> Prepared:
+    """The referrals with their histories, their clock rows, and their people's keys (in the
+    session's key cache): four queries for any number of referrals."""
+    referrals = {
+        r.id: r
+        for r in session.scalars(
+            select(Referral)
+            .where(Referral.id.in_(referral_ids))
+            .options(selectinload(Referral.history))
+        )
+    }
+    load_keys(session, {r.person_id for r in referrals.values()})
+    clocks: dict[str, dict[str, ClockInstance]] = {rid: {} for rid in referrals}
+    for clock in session.scalars(
+        select(ClockInstance).where(ClockInstance.referral_id.in_(referral_ids))
+    ):
+        clocks.setdefault(clock.referral_id, {})[clock.name] = clock
+    return Prepared(referrals, clocks)
 
 
 def announce_due(

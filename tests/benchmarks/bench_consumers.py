@@ -1,4 +1,5 @@
-"""Benchmark: events per second through the router and timeline consumers vs raw kafka-python.
+"""Benchmark: events per second through the router, timeline and deadline consumers vs raw
+kafka-python.
 
     .venv/bin/python -m tests.benchmarks.bench_consumers [--events 5000] [--sqlite]
     .venv/bin/python -m tests.benchmarks.bench_consumers --scale 1,2,4 --partitions 12
@@ -9,8 +10,9 @@ same records:
 
 * ``raw``: a kafka-python group consumer (``make_consumer``) polling the records, nothing else
   (three runs, each in a new group; the median is reported);
-* ``router`` / ``timeline``: ``hub consume <name>`` as its own process (decode, dedup check,
-  handler, processed mark, one transaction per event, offset commit per batch).
+* ``router`` / ``timeline`` / ``deadlines``: ``hub consume <name>`` as its own process
+  (decode, dedup check, handler, processed mark, one transaction per poll, offset commit per
+  poll).
 
 Rates run from the first record seen to the last, so group join is left out. ``--scale``
 instead copies the records to a fresh ``--partitions`` topic per run and measures 1, 2, 4 …
@@ -278,7 +280,7 @@ def main() -> None:
             results = {
                 "raw kafka-python": {**raws[1], "runs_per_second": [r["per_second"] for r in raws]}
             }
-            for name in ("router", "timeline"):
+            for name in ("router", "timeline", "deadlines"):
                 results[name] = runner_rate(hub, env, name, args.events, log_dir=Path(tmp))
     raw = results["raw kafka-python"]["per_second"]
     for r in results.values():
