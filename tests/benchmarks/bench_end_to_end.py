@@ -3,7 +3,9 @@
     .venv/bin/python -m tests.benchmarks.bench_end_to_end [--rates 10,100,300,500] [--duration 10]
 
 Processes: embedded broker, ``hub gateway``, ``hub relay``, ``hub consume router`` and
-``hub consume delivery``, each its own process, on PostgreSQL (SQLite with ``--sqlite``).
+``hub consume delivery``, each its own process, on PostgreSQL (SQLite with ``--sqlite``);
+``--also timeline,deadlines`` adds the consumers that are not on the way to the partner but
+run in every deployment (their marks also let the relay settle the events' rows).
 The Amt's simulator (connectors.authority) runs in this process with the open-loop load
 generator: requests are scheduled at a fixed rate whatever the answers (up to
 ``--connections`` connections); latency runs from a request's *scheduled* time to the moment
@@ -147,6 +149,10 @@ def pipeline(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, di
             spawn(["-m", "hub", "consume", "router"], env=env, log=tmp / "router.log"),
             spawn(["-m", "hub", "consume", "delivery"], env=env, log=tmp / "delivery.log"),
         ]
+        procs += [
+            spawn(["-m", "hub", "consume", name], env=env, log=tmp / f"{name}.log")
+            for name in args.also
+        ]
         gateway = f"http://127.0.0.1:{port}"
         try:
             wait_http(f"{gateway}/openapi.json", procs[0])
@@ -221,6 +227,12 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=15.0, help="see offer()")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for delivery")
     parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument(
+        "--also",
+        type=lambda names: [n for n in names.split(",") if n],
+        default=[],
+        help="consumers to run as well, e.g. timeline,deadlines: the whole pipeline of `hub up`",
+    )
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     if not args.sqlite and not postgres_available():
@@ -277,6 +289,7 @@ def main() -> None:
         {
             "database": db,
             "duration_s": args.duration,
+            "consumers": ["router", "delivery", *args.also],
             "results": results,
             "highest_sustained_per_second": sustained,
         },
