@@ -19,10 +19,23 @@ from consumers.runner import ConsumerRunner, Handler, until_database_answers
 from hub.bootstrap import Hub
 from hub.kafka.client import make_consumer, make_producer
 from hub.partners.service import partner_ids, push_partners
+from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 
 NAMES = ("router", "timeline", "inbox", "deadlines")
+#: The consumers no partner's referral or status change waits for on its way to a partner:
+#: the router (those are routed in the transaction that accepts them; the router routes what
+#: the hub makes itself, closings and erasures) and the two that keep staff views. They take
+#: the longer fetch wait (``kafka_background_fetch_max_wait_ms``) and so fetch less often.
+BACKGROUND = frozenset({"router", "timeline", "deadlines"})
+
+
+def fetch_wait_ms(name: str, settings: Settings) -> int:
+    """How long consumer ``name``'s fetches wait at the broker."""
+    if name in BACKGROUND:
+        return settings.kafka_background_fetch_max_wait_ms
+    return settings.kafka_fetch_max_wait_ms
 
 
 def _topics(name: str, hub: Hub) -> Callable[[], list[str]]:
@@ -46,22 +59,28 @@ def _handler(name: str) -> Handler:
     return handlers[name]
 
 
-def build_runner(name: str, hub: Hub) -> ConsumerRunner:
-    """A runner for one of ``NAMES``, in consumer group ``hub.<name>``."""
+def consumer_factory(name: str, hub: Hub) -> Callable[[list[str], Any], Any]:
+    """What makes the Kafka consumer of one of ``NAMES``, in consumer group ``hub.<name>``."""
     settings = hub.settings
 
-    def consumer_factory(topics: list[str], listener: Any = None) -> Any:
+    def make(topics: list[str], listener: Any = None) -> Any:
         return make_consumer(
             hub.bootstrap_servers,
             group_id=f"hub.{name}",
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=fetch_wait_ms(name, settings),
             client_id=f"{settings.kafka_client_id}.{name}",
             listener=listener,
             security=hub.kafka_security,
         )
 
+    return make
+
+
+def build_runner(name: str, hub: Hub) -> ConsumerRunner:
+    """A runner for one of ``NAMES``, in consumer group ``hub.<name>``."""
+    settings = hub.settings
     return ConsumerRunner(
         name=name,
         handler=_handler(name),
@@ -73,7 +92,7 @@ def build_runner(name: str, hub: Hub) -> ConsumerRunner:
         settings=settings,
         catalogue=hub.catalogue,
         policy=hub.policy,
-        consumer_factory=consumer_factory,
+        consumer_factory=consumer_factory(name, hub),
         producer_factory=lambda: make_producer(
             hub.bootstrap_servers,
             client_id=f"{settings.kafka_client_id}.{name}",

@@ -242,6 +242,15 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         10, ge=1, le=500, description="Longest a consumer's fetch waits at the broker for records."
     )
+    # No partner's referral or status change waits for the router (they are routed at
+    # acceptance), the timeline or the deadline consumer, so these fetch less often
+    # (docs/operations.md, "Consumer fetch wait").
+    kafka_background_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=500,
+        description="The fetch wait of the router, timeline and deadline consumers.",
+    )
     auth_cache_seconds: float = Field(
         1.0,
         ge=0,

@@ -1,0 +1,56 @@
+"""Which consumers take the short fetch wait and which the longer one of the background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers import registry
+from hub.bootstrap import Hub, bootstrap
+from hub.settings import Settings
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Hub:
+    settings = Settings(
+        data_dir=tmp_path,
+        kafka_bootstrap_servers="127.0.0.1:9",
+        kafka_fetch_max_wait_ms=7,
+        kafka_background_fetch_max_wait_ms=230,
+    )
+    return bootstrap(settings)
+
+
+def _fetch_wait_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> int:
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(registry, "make_consumer", lambda *a, **kw: made.append(kw))
+    registry.consumer_factory(name, hub)(["hub.events.v1"], None)
+    (options,) = made
+    wait: int = options["fetch_max_wait_ms"]
+    return wait
+
+
+def test_the_inbox_on_a_referrals_way_takes_the_short_wait(
+    monkeypatch: pytest.MonkeyPatch, hub: Hub
+) -> None:
+    assert _fetch_wait_of(monkeypatch, hub, "inbox") == 7
+
+
+@pytest.mark.parametrize("name", ["router", "timeline", "deadlines"])
+def test_the_background_consumers_take_their_own_wait(
+    monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str
+) -> None:
+    assert _fetch_wait_of(monkeypatch, hub, name) == 230
+
+
+def test_every_consumer_is_placed() -> None:
+    assert set(registry.NAMES) >= registry.BACKGROUND
+    assert set(registry.NAMES) - registry.BACKGROUND == {"inbox"}
+
+
+def test_the_defaults() -> None:
+    settings = Settings()
+    assert settings.kafka_fetch_max_wait_ms == 10
+    assert settings.kafka_background_fetch_max_wait_ms == 100
