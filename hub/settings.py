@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     seed_partners: bool = True
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+    # A consumer applies each poll in one transaction (consumers/runner.py).
+    kafka_max_poll_records: int = Field(
+        500, ge=1, le=10_000, description="Most records a consumer takes in one poll."
+    )
     # The embedded broker answers a fetch only when this runs out, so every consumer hop
     # costs about this much; each idle consumer fetches once per wait (CPU in docs/operations).
     kafka_fetch_max_wait_ms: int = Field(

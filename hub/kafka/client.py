@@ -144,6 +144,7 @@ def make_consumer(
     client_id: str = "talent-hub",
     listener: ConsumerRebalanceListener | None = None,
     fetch_max_wait_ms: int = 10,
+    max_poll_records: int = 500,
     security: KafkaSecurity = PLAINTEXT,
     **overrides: Any,
 ) -> KafkaConsumer:
@@ -162,7 +163,7 @@ def make_consumer(
         "auto_offset_reset": "earliest",
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
-        "max_poll_records": 500,
+        "max_poll_records": max_poll_records,
         "fetch_max_wait_ms": fetch_max_wait_ms,
         # Fresh metadata every 10 s: a re-created topic (new topic id) is noticed soon even
         # when nothing failed (hub.kafka.resets), and so are new partitions.

@@ -58,11 +58,13 @@ def _request_many(running: Running, total: int) -> None:
             )
 
 
+@pytest.mark.hub_settings(kafka_max_poll_records=25)
 def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Running) -> None:
-    # A consumer commits a whole poll (up to 500 records) at once, and one more may commit
-    # between seeing the rows and the SIGKILL: room for two kills before the end. How many
-    # polls land before the signal depends on the machine, so only the first kill must
-    # interrupt the stream; a second one that comes too late still restarts a consumer.
+    # A consumer commits a whole poll (here up to 25 records) at once, so the 3,000 events
+    # take it over a hundred transactions: room for two kills before the end, even when
+    # this process looks late. How many polls land before the signal depends on the
+    # machine, so only the first kill must interrupt the stream; a second one that comes
+    # too late still restarts a consumer.
     total = 3000
     _request_many(running, total)
     running.start_relay()

@@ -19,6 +19,7 @@ def hub(tmp_path: Path) -> Hub:
         kafka_bootstrap_servers="127.0.0.1:9",
         kafka_fetch_max_wait_ms=7,
         kafka_background_fetch_max_wait_ms=230,
+        kafka_max_poll_records=25,
     )
     return bootstrap(settings)
 
@@ -28,6 +29,7 @@ def _fetch_wait_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> int:
     monkeypatch.setattr(registry, "make_consumer", lambda *a, **kw: made.append(kw))
     registry.consumer_factory(name, hub)(["hub.events.v1"], None)
     (options,) = made
+    assert options["max_poll_records"] == 25
     wait: int = options["fetch_max_wait_ms"]
     return wait
 
