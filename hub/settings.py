@@ -247,10 +247,10 @@ class Settings(BaseSettings):
         10, ge=1, le=500, description="Longest a consumer's fetch waits at the broker for records."
     )
     # No partner's referral or status change waits for the router (they are routed at
-    # acceptance), the timeline or the deadline consumer, so these fetch less often
-    # (docs/operations.md, "Consumer fetch wait").
+    # acceptance), the timeline or the deadline consumer, so these may fetch less often
+    # (docs/operations.md, "Background fetch wait": why the default is still 10).
     kafka_background_fetch_max_wait_ms: int = Field(
-        100,
+        10,
         ge=1,
         le=500,
         description="The fetch wait of the router, timeline and deadline consumers.",
