@@ -27,7 +27,7 @@ NAMES = ("router", "timeline", "inbox", "deadlines")
 #: The consumers no partner's referral or status change waits for on its way to a partner:
 #: the router (those are routed in the transaction that accepts them; the router routes what
 #: the hub makes itself, closings and erasures) and the two that keep staff views. They take
-#: the longer fetch wait (``kafka_background_fetch_max_wait_ms``) and so fetch less often.
+#: their own fetch wait (``kafka_background_fetch_max_wait_ms``), which may be longer.
 BACKGROUND = frozenset({"router", "timeline", "deadlines"})
 
 
