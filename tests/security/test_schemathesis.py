@@ -120,8 +120,17 @@ def fuzz(operation: Any, headers: dict[str, str], **strategy: Any) -> tuple[int,
     except BaseException as exc:  # schemathesis reports failures as a BaseExceptionGroup
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return runs, f"{operation.label}: {exc}"
+        return runs, f"{operation.label}: {describe(exc)}"
     return runs, None
+
+
+def describe(exc: BaseException) -> str:
+    """The exception and, for a group (schemathesis' failures, Hypothesis' "unreliable
+    results"), every exception inside it: the group's own text names none of them."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return f"{type(exc).__name__}: {exc}"
+    inner = "\n".join(describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}\n{inner}"
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
@@ -166,3 +175,12 @@ def test_the_token_endpoint_documents_its_form_and_its_errors(client: Any) -> No
         "content", {}
     )
     assert {"400", "401"} <= set(operation["responses"])
+
+
+def test_a_failure_is_described_with_what_its_group_holds() -> None:
+    group = BaseExceptionGroup(
+        "unreliable", [ValueError("first call: 500"), ExceptionGroup("checks", [KeyError("x")])]
+    )
+    text = describe(group)
+    assert "first call: 500" in text
+    assert "KeyError: 'x'" in text
