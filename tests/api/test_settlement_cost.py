@@ -1,5 +1,6 @@
 """Settling and re-sending cost what is unsettled, not what the outbox holds: with a long
-history of settled rows, every statement goes through the index of unsettled rows."""
+history of settled rows and of the consumers' marks, every statement goes through the index
+of unsettled rows, and the marks of the unsettled rows' events are found by their event ids."""
 
 from __future__ import annotations
 
@@ -34,11 +35,19 @@ def _history(session: Session, dialect: str) -> None:
     session.execute(text(insert.replace("SETTLED", ":at")), {"n": HISTORY, "at": at})
     unsettled = insert.replace("SETTLED", "NULL").replace("'e' ||", "'u' ||")
     session.execute(text(unsettled), {"n": 5, "at": at})
+    # The marks kept for months: every settled event applied by each of its consumers.
+    marks = (
+        "INSERT INTO processed_events (consumer, event_id, processed_at) "
+        "SELECT c.name, 'e' || CAST(i AS TEXT), :at FROM (ROWS) AS t CROSS JOIN "
+        "(SELECT 'router' AS name UNION ALL SELECT 'timeline' UNION ALL SELECT 'deadlines') AS c"
+    )
+    session.execute(text(marks.replace("ROWS", rows)), {"n": HISTORY, "at": at})
     session.execute(
         text("INSERT INTO broker_epoch (id, epoch, met_at) VALUES (1, 'old', :at)"), {"at": at}
     )
     if dialect == "postgresql":
         session.execute(text("ANALYZE outbox"))
+        session.execute(text("ANALYZE processed_events"))
 
 
 def test_settling_and_resending_read_only_the_unsettled_rows(
@@ -52,7 +61,9 @@ def test_settling_and_resending_read_only_the_unsettled_rows(
     statements: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if "outbox" in statement and statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
+        if (
+            "outbox" in statement or "processed_events" in statement
+        ) and statement.lstrip().upper().startswith(("SELECT", "UPDATE")):
             statements.append((statement, params))
 
     event.listen(hub.engine, "before_cursor_execute", capture)
@@ -64,7 +75,8 @@ def test_settling_and_resending_read_only_the_unsettled_rows(
     finally:
         event.remove(hub.engine, "before_cursor_execute", capture)
 
-    assert len(statements) >= 3
+    assert len(statements) >= 4
+    assert any("processed_events" in statement for statement, _ in statements)
     with hub.engine.connect() as conn:
         for statement, params in statements:
             prefix = "EXPLAIN " if dialect == "postgresql" else "EXPLAIN QUERY PLAN "
@@ -72,7 +84,12 @@ def test_settling_and_resending_read_only_the_unsettled_rows(
                 str(row[-1]) for row in conn.exec_driver_sql(prefix + statement, params)
             )
             # The waiting rows' headers are then read by their ids, through the primary key.
-            by_id = "outbox.id IN" in statement and ("PRIMARY KEY" in plan or "pk_outbox" in plan)
+            by_id = ("outbox.id IN" in statement or "outbox.id = ANY" in statement) and (
+                "PRIMARY KEY" in plan or "pk_outbox" in plan
+            )
+            if "FROM processed_events" in statement:
+                assert "ix_processed_events_event_id" in plan, (statement, plan)
+                continue
             assert "ix_outbox_unsettled" in plan or by_id, (statement, plan)
             assert "Seq Scan on outbox" not in plan, (statement, plan)
     hub.engine.dispose()
