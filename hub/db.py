@@ -6,24 +6,13 @@ import contextlib
 import os
 import select
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import (
-    ColumnElement,
-    DateTime,
-    Engine,
-    MetaData,
-    Table,
-    any_,
-    bindparam,
-    create_engine,
-    event,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -169,22 +158,6 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     """
     stmt = staged.insert_if_absent(table_of(model), session.get_bind().dialect.name)
     return session.execute(stmt, values).first() is not None
-
-
-def one_of(column: Any, values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(%(array)s)``: one parameter
-    however many values, so the statement's text is the same every time.
-
-    An ``IN`` of n values is a statement of n placeholders, rendered anew for every n, which
-    psycopg then converts uncached (it caches statements of up to 50 parameters only): for a
-    few hundred ids more CPU than the query itself."""
-    values = list(values)
-    if dialect == "postgresql":
-        return cast(
-            ColumnElement[bool],
-            column == any_(bindparam(None, values, type_=ARRAY(column.type))),
-        )
-    return cast(ColumnElement[bool], column.in_(values))
 
 
 def table_of(model: type[Base]) -> Table:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from hub import staged
 from hub.crypto.errors import CipherError, MasterKeyMissing, PersonErased
 from hub.crypto.models import PersonKey
-from hub.db import insert_if_absent, one_of, table_of, utcnow
+from hub.db import insert_if_absent, table_of, utcnow
 from hub.settings import Settings
 
 KEY_BYTES = 32  # AES-256
@@ -132,11 +132,7 @@ class DbKeyStore:
         for start in range(0, len(wanted), LOAD_BATCH):
             rows = self.session.execute(
                 select(PersonKey.person_id, PersonKey.wrapped_key, PersonKey.master_key_id).where(
-                    one_of(
-                        PersonKey.person_id,
-                        wanted[start : start + LOAD_BATCH],
-                        self.session.get_bind().dialect.name,
-                    ),
+                    PersonKey.person_id.in_(wanted[start : start + LOAD_BATCH]),
                     PersonKey.erased_at.is_(None),
                 )
             )

@@ -20,7 +20,6 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from hub.crypto.fields import load_keys, open_event
-from hub.db import one_of
 from hub.deadlines.calendar import NRWCalendar
 from hub.deadlines.domain import ClockState, StatusPoint, evaluate_all
 from hub.deadlines.models import ClockInstance, DeadlineNotice
@@ -149,16 +148,14 @@ def prepare(session: Session, referral_ids: Collection[str]) -> Prepared:
         r.id: r
         for r in session.scalars(
             select(Referral)
-            .where(one_of(Referral.id, referral_ids, session.get_bind().dialect.name))
+            .where(Referral.id.in_(referral_ids))
             .options(selectinload(Referral.history))
         )
     }
     load_keys(session, {r.person_id for r in referrals.values()})
     clocks: dict[str, dict[str, ClockInstance]] = {rid: {} for rid in referrals}
     for clock in session.scalars(
-        select(ClockInstance).where(
-            one_of(ClockInstance.referral_id, referral_ids, session.get_bind().dialect.name)
-        )
+        select(ClockInstance).where(ClockInstance.referral_id.in_(referral_ids))
     ):
         clocks.setdefault(clock.referral_id, {})[clock.name] = clock
     return Prepared(referrals, clocks)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.db import one_of
 from hub.events.models import ProcessedEvent
 from schemas.cloudevents import CloudEventAttributes
 from schemas.events import dataschema
@@ -41,8 +40,7 @@ def processed_among(session: Session, *, consumer: str, ids: list[str]) -> set[s
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
         stmt = select(ProcessedEvent.event_id).where(
-            ProcessedEvent.consumer == consumer,
-            one_of(ProcessedEvent.event_id, chunk, session.get_bind().dialect.name),
+            ProcessedEvent.consumer == consumer, ProcessedEvent.event_id.in_(chunk)
         )
         found.update(session.scalars(stmt))
     return found

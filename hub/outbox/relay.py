@@ -38,7 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import telemetry
-from hub.db import one_of, table_of, unit_of_work, utcnow
+from hub.db import table_of, unit_of_work, utcnow
 from hub.kafka.client import BrokerState
 from hub.outbox.models import OutboxEvent
 from hub.outbox.settlement import Settler, meet_broker
@@ -297,10 +297,7 @@ def _mark(session: Session, rows: list[OutboxEvent]) -> None:
     # set the time on each, and nothing reads them again.
     if rows:
         ids = [r.id for r in rows]
-        dialect = session.get_bind().dialect.name
-        session.execute(
-            update(_OUTBOX).where(one_of(_OUTBOX.c.id, ids, dialect)).values(published_at=utcnow())
-        )
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow()))
 
 
 _OUTBOX = table_of(OutboxEvent)

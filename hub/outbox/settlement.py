@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db import one_of, unit_of_work, utcnow
+from hub.db import unit_of_work, utcnow
 from hub.deliveries.service import consumer_name
 from hub.events.models import ProcessedEvent
 from hub.inbox.service import consumer_name as inbox_consumer_name
@@ -128,11 +128,10 @@ class Settler:
         if not rows:
             return [], False
         needs = self._needs_of(session, rows)
-        dialect = session.get_bind().dialect.name
         applied: dict[str, set[str]] = {}
         for consumer, event_id in session.execute(
             select(ProcessedEvent.consumer, ProcessedEvent.event_id).where(
-                one_of(ProcessedEvent.event_id, {r.event_id for r in rows}, dialect)
+                ProcessedEvent.event_id.in_({r.event_id for r in rows})
             )
         ):
             applied.setdefault(event_id, set()).add(consumer)
@@ -140,7 +139,7 @@ class Settler:
         if done:
             session.execute(
                 update(OutboxEvent)
-                .where(one_of(OutboxEvent.id, done, dialect))
+                .where(OutboxEvent.id.in_(done))
                 .values(settled_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
@@ -153,9 +152,7 @@ class Settler:
         unknown = [r.id for r in rows if r.id not in self._known and r.topic == events]
         headers: dict[int, Any] = {}
         if unknown:
-            read = select(OutboxEvent.id, OutboxEvent.headers).where(
-                one_of(OutboxEvent.id, unknown, session.get_bind().dialect.name)
-            )
+            read = select(OutboxEvent.id, OutboxEvent.headers).where(OutboxEvent.id.in_(unknown))
             headers = {row_id: value for row_id, value in session.execute(read)}
         if len(self._known) > KNOWN_ROWS:  # rows owed for long (dead letters): start again
             self._known.clear()

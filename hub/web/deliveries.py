@@ -12,7 +12,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.db import one_of, unit_of_work, utcnow
+from hub.db import unit_of_work, utcnow
 from hub.deadletters import service as deadletters
 from hub.deadletters.service import DeadLetter
 from hub.deliveries.health import assess
@@ -193,7 +193,7 @@ def _letter_rows(session: Session, letters: list[DeadLetter]) -> list[dict[str, 
         (consumer, event_id)
         for consumer, event_id in session.execute(
             select(ProcessedEvent.consumer, ProcessedEvent.event_id).where(
-                one_of(ProcessedEvent.event_id, ids, session.get_bind().dialect.name)
+                ProcessedEvent.event_id.in_(ids)
             )
         )
     }
