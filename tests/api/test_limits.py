@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
-from hub.api.limits import MAX_JSON_DEPTH, MAX_JSON_ITEMS, json_shape_problem
+from hub.api.limits import MAX_JSON_DEPTH, MAX_JSON_ITEMS, json_shape_problem, scan_json_shape
 from hub.api.ratelimit import Buckets, DailyQuota, NotFoundWatch
 from hub.api.throttle import claimed_client_id
 from hub.audit.models import AuditRecord
@@ -390,6 +392,23 @@ def test_odd_json_is_a_4xx_problem_never_500(
 def test_json_shape_scanner(body: bytes, problem: str | None) -> None:
     found = json_shape_problem(body, max_depth=4, max_items=2)
     assert (found is None) if problem is None else (found is not None and problem in found)
+    assert scan_json_shape(body, max_depth=4, max_items=2) == found
+
+
+@given(
+    body=st.text(alphabet='[]{},"\\a ', max_size=40).map(str.encode),
+    max_depth=st.integers(1, 6),
+    max_items=st.integers(1, 6),
+)
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+def test_counting_first_never_changes_the_answer(
+    body: bytes, max_depth: int, max_items: int
+) -> None:
+    """The shortcut (brackets and commas counted, strings included) only skips bodies the
+    token-by-token scan also finds nothing in."""
+    assert json_shape_problem(body, max_depth, max_items) == scan_json_shape(
+        body, max_depth, max_items
+    )
 
 
 # ---------------------------------------------------------------------- page sizes
