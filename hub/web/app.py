@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import URL, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,12 +51,14 @@ class StaffHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        url = URL(scope=scope) if scope["type"] == "http" else None
-        if url is None or not url.path.startswith((PREFIX, PORTAL_PREFIX)):
+        # The scope's path, not a URL built from the scope (which reads every header): the
+        # prefixes have none of the characters a URL would escape.
+        path: str = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith((PREFIX, PORTAL_PREFIX)):
             await self.app(scope, receive, send)
             return
         settings = scope["app"].state.settings
-        hsts = settings.staff_cookie_secure and url.scheme == "https"
+        hsts = settings.staff_cookie_secure and scope.get("scheme") == "https"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -66,7 +68,7 @@ class StaffHeaders:
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "same-origin"
                 headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-                if not url.path.startswith((PREFIX + "/static/", PORTAL_PREFIX + "/static/")):
+                if not path.startswith((PREFIX + "/static/", PORTAL_PREFIX + "/static/")):
                     headers["Cache-Control"] = "no-store"
                 if hsts:
                     headers["Strict-Transport-Security"] = "max-age=31536000"

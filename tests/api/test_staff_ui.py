@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from hub.app import create_app
 from hub.audit.models import AuditRecord
 from hub.db import unit_of_work, utcnow
 from hub.referrals.models import Referral, StaffNote
@@ -399,3 +400,24 @@ def test_a_long_timeline_says_it_is_cut_and_shows_more_on_request(
     assert len(shown(f"/staff/people/{person}/entries?order=asc&shown=1000")) == 1_000
     assert shown(f"/staff/people/{person}/entries?order=asc")[0] == "0000"  # oldest first
     assert len(shown(f"/staff/people/{person}?shown=99999")) == 1_001  # capped, not refused
+
+
+def test_security_headers_go_on_staff_pages_only_and_hsts_only_over_https(
+    staff_hub: Any,
+) -> None:
+    app = create_app(staff_hub, kafka_check=lambda: True)
+    with TestClient(app, base_url="https://testserver") as https:
+        page = https.get("/staff/login")
+        static = https.get("/staff/static/nothing-here.css")
+        api = https.get("/v1/referrals")
+    with TestClient(app, base_url="http://testserver") as http:
+        plain = http.get("/staff/login")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "Content-Security-Policy" in page.headers
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in plain.headers
+    assert plain.headers["X-Frame-Options"] == "DENY"
+    assert static.headers["X-Content-Type-Options"] == "nosniff"
+    assert static.headers.get("Cache-Control") != "no-store"
+    assert "Content-Security-Policy" not in api.headers
