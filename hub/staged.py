@@ -133,34 +133,52 @@ def _by_table(parts: list[Part]) -> list[Part]:
 def _write_together(session: Session, parts: list[Part], claim: Claim | None) -> bool:
     shapes = tuple((table, tuple(rows[0]), len(rows)) for table, rows in parts)
     claimed = (claim[0], tuple(claim[1])) if claim else None
-    sql, fixed, processors = _together(shapes, claimed, session.get_bind().dialect)
-    params = dict(fixed)
-    for i, (_table, rows) in enumerate(parts):
-        for j, row in enumerate(rows):
-            for name, value in row.items():
-                key = f"w{i}_{j}_{name}"
-                process = processors[key]
-                params[key] = value if process is None else process(value)
-    if claim is not None:
-        for name, value in claim[1].items():
-            process = processors[f"c_{name}"]
-            params[f"c_{name}"] = value if process is None else process(value)
+    sql, fixed, processors, plan = _together(shapes, claimed, session.get_bind().dialect)
     connection = session.connection()
     driver = connection.connection.driver_connection
     if isinstance(driver, psycopg.Connection):
+        # The values in the order of the statement's numbered placeholders, each converted
+        # as its column's type does, by the plan made once with the statement.
+        claimed_row = claim[1] if claim is not None else {}
+        args = []
+        for i, j, name, value, process in plan:
+            if i >= 0:
+                value = parts[i][1][j][name]
+            elif i == _CLAIMED:
+                value = claimed_row[name]
+            args.append(value if process is None else process(value))
         # The statement's placeholders are PostgreSQL's own ($1, $2, …), converted once with
         # the statement; psycopg would convert them again on every call (it caches that only
         # for statements of up to 50 parameters), a tenth of a referral's CPU.
         factory = driver.cursor_factory
         driver.cursor_factory = psycopg.RawCursor
         try:
-            answer = connection.exec_driver_sql(sql.numbered, tuple(params[n] for n in sql.order))
+            answer = connection.exec_driver_sql(sql.numbered, tuple(args))
         finally:
             driver.cursor_factory = factory
     else:
+        params = dict(fixed)
+        for i, (_table, rows) in enumerate(parts):
+            for j, row in enumerate(rows):
+                for name, value in row.items():
+                    key = f"w{i}_{j}_{name}"
+                    process = processors[key]
+                    params[key] = value if process is None else process(value)
+        if claim is not None:
+            for name, value in claim[1].items():
+                process = processors[f"c_{name}"]
+                params[f"c_{name}"] = value if process is None else process(value)
         answer = connection.exec_driver_sql(sql.named, params)
     first = answer.first()
     return claim is None or (first is not None and first[-1] > 0)
+
+
+#: In a plan's step, where its value comes from: a staged row (its part's index, >= 0), the
+#: claimed row, or the statement itself (a fixed value).
+_CLAIMED, _FIXED = -1, -2
+#: One parameter of the numbered statement: (part or _CLAIMED or _FIXED, row, column, the
+#: fixed value, the column type's bind processor).
+Step = tuple[int, int, str, Any, Callable[[Any], Any] | None]
 
 
 @functools.cache
@@ -205,13 +223,14 @@ def _together(
     shapes: tuple[Shape, ...],
     claim: tuple[Table, tuple[str, ...]] | None,
     dialect: Dialect,
-) -> tuple[_Sql, dict[str, Any], dict[str, Callable[[Any], Any] | None]]:
+) -> tuple[_Sql, dict[str, Any], dict[str, Callable[[Any], Any] | None], tuple[Step, ...]]:
     # Compiled once per shape (which tables, which columns, how many rows): SQLAlchemy does
     # not cache a multi-row INSERT's compiled form, and compiling this one cost more than the
     # round trips it saves. A request then only converts its values as each column's type
     # does (JSON, aware datetimes) and hands them to the driver.
     ctes = []
     processors: dict[str, Callable[[Any], Any] | None] = {}
+    sources: dict[str, tuple[int, int, str]] = {}
     for table, columns in [(t, c) for t, c, _n in shapes] + ([claim] if claim else []):
         # A default computed by SQLAlchemy would be computed once, here, for every request.
         if missing := [c.key for c in table.columns if c.default and c.key not in columns]:
@@ -223,6 +242,7 @@ def _together(
             for name in columns:
                 key, type_ = f"w{i}_{j}_{name}", table.c[name].type
                 processors[key] = type_.dialect_impl(dialect).bind_processor(dialect)
+                sources[key] = (i, j, name)
                 row[name] = bindparam(key, type_=type_)
             rows.append(row)
         ctes.append(insert(table).values(rows).cte(f"w{i}"))
@@ -233,6 +253,7 @@ def _together(
         for name in columns:
             key, type_ = f"c_{name}", table.c[name].type
             processors[key] = type_.dialect_impl(dialect).bind_processor(dialect)
+            sources[key] = (_CLAIMED, 0, name)
             row[name] = bindparam(key, type_=type_)
         claimed = (
             postgresql.insert(table).values(row).on_conflict_do_nothing().returning(literal(1))
@@ -242,7 +263,14 @@ def _together(
     last = select(*answer)
     compiled = last.add_cte(*ctes).compile(dialect=dialect)
     fixed = {key: value for key, value in compiled.params.items() if key not in processors}
-    return _Sql.of(compiled.string), fixed, processors
+    sql = _Sql.of(compiled.string)
+    plan = tuple(
+        (*sources[key], None, processors[key])
+        if key in sources
+        else (_FIXED, 0, key, fixed[key], None)
+        for key in sql.order
+    )
+    return sql, fixed, processors, plan
 
 
 @event.listens_for(Session, "before_commit")
