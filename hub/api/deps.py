@@ -14,7 +14,7 @@ from hub.auth.deps import authenticate, memory_or_thread, requiring
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
-from hub.partners.service import active_partner
+from hub.partners.service import active_partner_to_read
 from hub.policy.model import Policy
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
@@ -104,7 +104,7 @@ def audit_read(
 
 def partner_of(session: Session, principal: Principal) -> Partner:
     """The active partner a validated token speaks for (from the gateway's cache, no query)."""
-    partner = active_partner(session, principal.partner_id)
+    partner = active_partner_to_read(session, principal.partner_id)
     if partner is None:
         raise Unauthenticated("the token's partner is not active", error="invalid_token")
     return partner

@@ -86,6 +86,21 @@ def revoke_client(session: Session, *, partner_id: str, client_id: str) -> OAuth
     return client
 
 
+def active_partner_to_read(session: Session, partner_id: str) -> Partner | None:
+    """Like :func:`active_partner`, for a caller that only reads the partner's columns.
+
+    In the partner API the partner is then the gateway cache's own detached snapshot, shared
+    by concurrent requests: never attach it to a session, change it or load its clients.
+    Merging a copy into the session (:func:`active_partner`) costs more than the rest of the
+    look-up, twice per referral (the caller and the performer).
+    """
+    cache = auth_cache.of(session)
+    if cache is None:
+        return active_partner(session, partner_id)
+    partner = cache.partner(partner_id, session)
+    return partner if partner is not None and partner.active else None
+
+
 def active_partner(session: Session, partner_id: str) -> Partner | None:
     """The partner if it is registered and active, else None.
 
