@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from hub import staged
 from hub.db import table_of
@@ -19,19 +20,27 @@ _REFERRALS = table_of(Referral)
 _HISTORY = table_of(StatusHistory)
 
 
-def add_new(session: Session, values: dict[str, Any], first: dict[str, Any]) -> Referral:
+@dataclass(frozen=True)
+class NewReferral:
+    """A referral just staged, as its creator answers with it.
+
+    Not an ORM object: nothing in the transaction that creates a referral reads it back, and
+    building one (and adding it to the session) cost more than staging its rows."""
+
+    id: str
+    status: str
+    person_id: str
+
+
+def add_new(session: Session, values: dict[str, Any], first: dict[str, Any]) -> NewReferral:
     """Stage a new referral and its first history entry, without the ORM's flush.
 
     They are written with the transaction's next staged rows, its outbox rows (hub.staged):
-    one statement on PostgreSQL. The referral is known to the session as the row about to be
-    written, without reading it back.
+    one statement on PostgreSQL.
     """
     staged.stage(session, _REFERRALS, [{"business_status": None, "version": 1, **values}])
     staged.stage(session, _HISTORY, [{"referral_id": values["id"], **first}])
-    referral = Referral(**values, version=1)
-    make_transient_to_detached(referral)
-    session.add(referral)
-    return referral
+    return NewReferral(values["id"], values["status"], values["person_id"])
 
 
 def get(session: Session, referral_id: str) -> Referral | None:

@@ -21,7 +21,7 @@ from hub.errors import ConsentRequired, Forbidden, InvalidInput, NotFound
 from hub.events.service import attributes_for
 from hub.outbox.service import add_rows
 from hub.partners.models import Partner
-from hub.partners.service import active_partner
+from hub.partners.service import active_partner_to_read
 from hub.people.service import resolve_person
 from hub.policy.model import Party, Policy, Route
 from hub.referrals import domain, repository
@@ -50,7 +50,7 @@ def request_referral(
     catalogue: Catalogue,
     policy: Policy,
     settings: Settings,
-) -> Referral:
+) -> repository.NewReferral:
     """Store a new referral and its ``referral.requested`` event.
 
     Nothing read here depends on what this request stages, so queries do not flush: the
@@ -67,9 +67,9 @@ def _request_referral(
     catalogue: Catalogue,
     policy: Policy,
     settings: Settings,
-) -> Referral:
+) -> repository.NewReferral:
     rtype = _type(catalogue, body.type)
-    performer = active_partner(session, body.performer)
+    performer = active_partner_to_read(session, body.performer)
     if performer is None:
         raise InvalidInput(
             f"performer {body.performer!r} is not a registered partner", field="performer"
