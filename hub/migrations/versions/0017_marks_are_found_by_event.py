@@ -5,7 +5,7 @@ consumers applied the events of its unsettled outbox rows, by event id over the 
 consumer; the marks are kept for months (``HUB_HOUSEKEEPING_KEEP_DAYS``), so without an index
 led by the event id PostgreSQL scans them all each time. Nothing is carried over.
 
-Building the index blocks new marks (consumers wait; nothing is lost) for as long as the build
+Building the index makes the consumers' inserts of marks wait for as long as the build
 takes. On a large table, build it beforehand without blocking them, and this migration then
 finds it in place:
 ``CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_processed_events_event_id ON processed_events (event_id)``.
