@@ -15,9 +15,11 @@ from hub.api.limits import BodyLimit, JsonLimit
 from hub.api.ratelimit import Limits
 from hub.audit import routes as audit_routes
 from hub.auth import routes as auth_routes
+from hub.auth.deps import new_session
 from hub.auth.keys import SigningKeys
 from hub.auth.tokens import JWKS_FETCH_TIMEOUT_SECONDS, build_token_validator
 from hub.bootstrap import Hub
+from hub.commits import CommitGroup
 from hub.consent import routes as consent_routes
 from hub.inbox import routes as inbox_routes
 from hub.referrals import inbound_routes
@@ -60,6 +62,7 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
         ),
     )
     app.state.kafka_check = health.KafkaCheck(kafka_check)
+    app.state.commit_group = commit_group(app, hub.settings)
     problems.install(app)
     # Each middleware added wraps the ones before: BodyLimit, then Throttle, then JsonLimit.
     app.add_middleware(JsonLimit)
@@ -90,6 +93,17 @@ def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
             excluded_urls="health",
         )
     return app
+
+
+def commit_group(app: FastAPI, settings: Settings) -> CommitGroup | None:
+    """The process's group commit for the partner API's writes; None when switched off."""
+    if settings.gateway_group_commit == 1:
+        return None
+    return CommitGroup(
+        lambda: new_session(app.state),
+        most=settings.gateway_group_commit,
+        lanes=settings.gateway_commit_lanes,
+    )
 
 
 class DocsUrls(TypedDict):

@@ -117,6 +117,19 @@ class Settings(BaseSettings):
         le=64,
         description="Gateway worker processes; unset: one per core on PostgreSQL, 1 on SQLite.",
     )
+    gateway_group_commit: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="At most this many requests' writes share one transaction and commit "
+        "(group commit, per gateway process); 1: each request commits on its own.",
+    )
+    gateway_commit_lanes: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Shared transactions one gateway process runs at a time (with group commit).",
+    )
     forwarded_allow_ips: str | None = Field(
         None,
         description="Proxies (addresses, networks or *) whose X-Forwarded-For/-Proto the "

@@ -54,6 +54,12 @@ def pending(session: Session, table: Table) -> list[dict[str, Any]]:
     ]
 
 
+def take(session: Session) -> list[tuple[Table, list[dict[str, Any]]]]:
+    """Remove and return every staged row not yet written, to :func:`stage` elsewhere."""
+    taken: list[tuple[Table, list[dict[str, Any]]]] = session.info.pop(_STAGED, [])
+    return taken
+
+
 def discard(session: Session) -> None:
     """Drop every staged row not yet written, as a rollback would."""
     session.info.pop(_STAGED, None)

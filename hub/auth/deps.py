@@ -18,11 +18,13 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub import staged
 from hub.auth import cache as auth_cache
 from hub.auth import dpop as dpop_module
 from hub.auth.dpop import DPoP
 from hub.auth.keys import SigningKeys
 from hub.auth.tokens import Principal, TokenValidator
+from hub.commits import CommitGroup
 from hub.db import finish
 from hub.errors import Unauthenticated
 from hub.settings import Settings
@@ -65,26 +67,34 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     A coroutine: making a session does no I/O, so only its end goes to the thread pool (a
     plain generator would cost a hand-over to a thread on entry and another on exit).
     """
-    factory = cast(sessionmaker[Session], request.app.state.session_factory)
-    session = factory()
-    validator = getattr(request.app.state, "token_validator", None)
-    cache = getattr(validator, "cache", None)
-    if cache is not None:
-        session.info[auth_cache.SESSION_KEY] = cache
+    session = new_session(request.app.state)
     try:
         yield session
     except BaseException:
+        if not session.in_transaction():
+            session.close()  # its work ran in a shared transaction (or none): no I/O left
+            raise
         # Shielded: a cancelled request still gives its connection back rolled back.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(functools.partial(finish, session, commit=False))
         raise
     if session.info.pop(_COMMITTED, False) and not session.in_transaction():
-        session.close()  # committed by the route (commit_in_thread): no I/O left
+        session.close()  # committed by the route (commit_in_thread, commit_together)
         return
     await anyio.to_thread.run_sync(functools.partial(finish, session, commit=True))
 
 
 _COMMITTED = "hub.auth.deps.committed"
+
+
+def new_session(state: Any) -> Session:
+    """A session of the app whose ``app.state`` is ``state``, with the gateway's partner cache."""
+    factory = cast(sessionmaker[Session], state.session_factory)
+    session = factory()
+    cache = getattr(getattr(state, "token_validator", None), "cache", None)
+    if cache is not None:
+        session.info[auth_cache.SESSION_KEY] = cache
+    return session
 
 
 async def commit_in_thread(session: Session, function: Callable[..., T], *args: Any) -> T:
@@ -102,6 +112,28 @@ async def commit_in_thread(session: Session, function: Callable[..., T], *args: 
         return result
 
     return await run_in_threadpool(run)
+
+
+async def commit_together(request: Request, session: Session, work: Callable[[Session], T]) -> T:
+    """``work(shared)`` committed in a transaction shared with other requests' (hub.commits).
+
+    For a route whose database work is one call. What the request's dependencies staged in
+    its own session (the call's audit record) goes with the work into the shared transaction.
+    Without a commit group in the app (``HUB_GATEWAY_GROUP_COMMIT=1``) it is
+    :func:`commit_in_thread` on the request's session.
+    """
+    group: CommitGroup | None = getattr(request.app.state, "commit_group", None)
+    if group is None:
+        return await commit_in_thread(session, work, session)
+    rows = staged.take(session)
+    session.info[_COMMITTED] = True
+
+    def unit(shared: Session) -> T:
+        for table, staged_rows in rows:
+            staged.stage(shared, table, staged_rows)
+        return work(shared)
+
+    return await group.run(unit)
 
 
 # scope="function": commit before the response is sent, so a failed commit is a 500

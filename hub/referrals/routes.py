@@ -20,7 +20,7 @@ from hub.api.deps import (
     caller,
     configured,
 )
-from hub.auth.deps import commit_in_thread
+from hub.auth.deps import commit_together
 from hub.partners.models import Partner
 from hub.referrals import service
 from hub.referrals.idempotency import (
@@ -75,25 +75,26 @@ async def create_referral(
 ) -> JSONResponse:
     """Accepted (202) once the referral and its event are durably stored together."""
     settings, catalogue, policy = configured(request)
-
-    def action() -> Answer:
-        referral = service.request_referral(
-            session,
-            body=body,
-            by=partner,
-            catalogue=catalogue,
-            policy=policy,
-            settings=settings,
-        )
-        accepted = ReferralAccepted(
-            id=UUID(referral.id), status=Status.REQUESTED, person_id=referral.person_id
-        )
-        return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
-
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
-    return await commit_in_thread(
-        session, _once, session, request, partner.id, idempotency_key, fingerprint, action
-    )
+
+    def work(shared: Session) -> JSONResponse:
+        def action() -> Answer:
+            referral = service.request_referral(
+                shared,
+                body=body,
+                by=partner,
+                catalogue=catalogue,
+                policy=policy,
+                settings=settings,
+            )
+            accepted = ReferralAccepted(
+                id=UUID(referral.id), status=Status.REQUESTED, person_id=referral.person_id
+            )
+            return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
+
+        return _once(shared, request, partner.id, idempotency_key, fingerprint, action)
+
+    return await commit_together(request, session, work)
 
 
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
@@ -165,31 +166,33 @@ async def change_status(
 ) -> JSONResponse:
     """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
 
-    def action() -> Answer:
-        referral = service.change_status(
-            session,
-            referral_id=str(referral_id),
-            change=body,
-            by=partner,
-            catalogue=catalogue,
-            policy=policy,
-            settings=settings,
-        )
-        # Stored for Idempotency-Key replays, so it must hold no personal data: the payload
-        # is left out here (GET the referral for it).
-        view = view_of(
-            referral,
-            {},
-            service.holds(session, referral_id=referral.id),
-            viewer=partner.id,
-            policy=policy,
-        )
-        return Answer(200, view.model_dump(mode="json"))
-
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
-    return await commit_in_thread(
-        session, _once, session, request, partner.id, idempotency_key, fingerprint, action
-    )
+
+    def work(shared: Session) -> JSONResponse:
+        def action() -> Answer:
+            referral = service.change_status(
+                shared,
+                referral_id=str(referral_id),
+                change=body,
+                by=partner,
+                catalogue=catalogue,
+                policy=policy,
+                settings=settings,
+            )
+            # Stored for Idempotency-Key replays, so it must hold no personal data: the
+            # payload is left out here (GET the referral for it).
+            view = view_of(
+                referral,
+                {},
+                service.holds(shared, referral_id=referral.id),
+                viewer=partner.id,
+                policy=policy,
+            )
+            return Answer(200, view.model_dump(mode="json"))
+
+        return _once(shared, request, partner.id, idempotency_key, fingerprint, action)
+
+    return await commit_together(request, session, work)
 
 
 def _once(

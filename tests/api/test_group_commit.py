@@ -1,0 +1,284 @@
+"""Group commit (hub.commits): requests that arrive together share one transaction, and never
+more than that.
+
+The gateway app runs in this process behind ``httpx.ASGITransport``; its commit group gets one
+lane, which a unit of work holds until the test's requests have queued behind it, so that they
+go into one transaction together. Commits are counted at the engine (``commit`` events), rows
+in the database itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from hub.app import create_app
+from hub.audit.models import AuditRecord
+from hub.bootstrap import Hub
+from hub.commits import CommitGroup
+from hub.db import unit_of_work
+from hub.outbox.models import OutboxEvent
+from hub.referrals.models import Referral
+from tests.hubtest import STUDENT_REFERRAL, Partners, make_hub
+
+
+@pytest.fixture
+def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Hub, Partners, FastAPI]]:
+    hub, partners = make_hub(database_url, tmp_path, gateway_commit_lanes=1)
+    yield hub, partners, create_app(hub, kafka_check=lambda: True)
+    hub.engine.dispose()
+
+
+def referral(reference: str, performer: str = "amt") -> dict[str, Any]:
+    body = copy.deepcopy(STUDENT_REFERRAL)
+    body["person"]["partner_reference"] = reference
+    body["performer"] = performer
+    return body
+
+
+class Commits:
+    """The engine's commits while counting (each a ``COMMIT`` of one transaction)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.count = 0
+        event.listen(hub.engine, "commit", self._one)
+
+    def _one(self, _conn: Any) -> None:
+        self.count += 1
+
+    def reset(self) -> None:
+        """Count from now on."""
+        self.count = 0
+
+
+Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+def together(
+    app: FastAPI,
+    partners: Partners,
+    calls: list[Call],
+    queued: Callable[[], None] = lambda: None,
+) -> list[httpx.Response]:
+    """Send ``calls`` at once while the group's one lane is held; once all queued behind it,
+    ``queued()``, then the lane is free."""
+
+    async def main() -> list[httpx.Response]:
+        group: CommitGroup = app.state.commit_group
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://hub.test") as ac,
+        ):
+            c = partners.creds["ude"]
+            r = await ac.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(c["client_id"], c["client_secret"]),
+            )
+            ac.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+            # The token's first use reads it from the database; the test's requests do not.
+            assert (await ac.post("/v1/referrals", json=referral("WARM-1"))).status_code == 202
+            gate = threading.Event()
+            holder = asyncio.ensure_future(group.run(lambda _s: gate.wait(10)))
+            sent = [asyncio.ensure_future(call(ac)) for call in calls]
+            while group.waiting < len(calls):
+                await asyncio.sleep(0.005)
+            queued()
+            gate.set()
+            await holder
+            return list(await asyncio.gather(*sent))
+
+    return asyncio.run(main())
+
+
+def post(body: dict[str, Any], key: str | None = None) -> Call:
+    headers = {"Idempotency-Key": key} if key else {}
+    return lambda ac: ac.post("/v1/referrals", json=body, headers=headers)
+
+
+def count(hub: Hub, statement: Any) -> int:
+    with unit_of_work(hub.session_factory) as session:
+        return int(session.scalar(statement) or 0)
+
+
+def test_requests_that_arrive_together_commit_together(world) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    commits = Commits(hub)
+    calls = [post(referral(f"GC-{n}")) for n in range(8)]
+    answers = together(app, partners, calls, queued=commits.reset)
+    assert [a.status_code for a in answers] == [202] * 8
+    assert commits.count == 1  # the held lane's unit wrote nothing
+    ids = {a.json()["id"] for a in answers}
+    assert len(ids) == 8
+    with unit_of_work(hub.session_factory) as session:
+        stored = set(session.scalars(select(Referral.id).where(Referral.id.in_(ids))))
+        events = session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.key.is_not(None))
+        )
+        calls = session.scalar(
+            select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "api.call")
+        )
+    assert stored == ids
+    assert events and events >= 8
+    # Each request's own record of the call went with its work: token, warm-up, the eight.
+    assert calls == 9
+
+
+def test_a_failing_request_takes_none_of_the_others_with_it(world) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    first = referral("GC-REPEATED")
+    calls = [
+        post(referral("GC-A")),
+        post(first, key="gc-key-1"),
+        post(referral("GC-B")),
+        post(referral("GC-C", performer="nobody")),  # refused inside the work, after others
+        post(first, key="gc-key-1"),  # the same key again: run, found taken, rolled back
+        post(referral("GC-D")),
+    ]
+    commits = Commits(hub)
+    answers = together(app, partners, calls, queued=commits.reset)
+    assert [a.status_code for a in answers] == [202, 202, 202, 422, 202, 202]
+    assert answers[3].headers["content-type"] == "application/problem+json"
+    assert "performer" in answers[3].json()["detail"]
+    assert answers[4].json() == answers[1].json()  # the repeat answers as the first did
+    # Rolled back together, then each alone: the five that write (the repeat its call).
+    assert commits.count == 5
+    with unit_of_work(hub.session_factory) as session:
+        ids = [a.json()["id"] for a in answers if a.status_code == 202]
+        stored = session.scalar(
+            select(func.count()).select_from(Referral).where(Referral.id.in_(ids))
+        )
+        total = session.scalar(select(func.count()).select_from(Referral))
+    assert stored == 4  # A, the keyed one, B, D; the repeat is the keyed one
+    assert total == 1 + 4  # and the warm-up: nothing twice, nothing of the refused one
+
+
+def test_a_repeat_that_rolls_back_loses_none_of_the_units_before_it(world) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    first = referral("GC-KEYED")
+    calls = [post(first, key="gc-key-2")]
+    (answer,) = together(app, partners, calls)
+    # The repeat rolls the shared transaction back: the referral before it must still be kept.
+    before, repeat, after = together(
+        app, partners, [post(referral("GC-E")), post(first, key="gc-key-2"), post(referral("GC-G"))]
+    )
+    assert (before.status_code, repeat.status_code, after.status_code) == (202, 202, 202)
+    assert repeat.json() == answer.json()
+    ids = [before.json()["id"], after.json()["id"]]
+    stored = count(hub, select(func.count()).select_from(Referral).where(Referral.id.in_(ids)))
+    assert stored == 2
+
+
+def test_a_failed_commit_is_every_request_s_failure_and_runs_nothing_again(world) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    failing = {"on": False, "commits": 0}
+
+    def commit(_conn: Any) -> None:
+        if failing["on"]:
+            failing["commits"] += 1
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    event.listen(hub.engine, "commit", commit)
+    calls = [post(referral(f"GC-F{n}")) for n in range(4)]
+    answers = together(app, partners, calls, queued=lambda: failing.update(on=True))
+    assert [a.status_code for a in answers] == [503] * 4
+    assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+    assert failing["commits"] == 1  # one COMMIT tried; its outcome unknown, nothing run again
+    failing["on"] = False
+    assert count(hub, select(func.count()).select_from(Referral)) == 1  # the warm-up's
+
+
+def test_a_commit_refused_for_a_deferred_constraint_runs_each_alone(world) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    refusals = {"left": 0}
+
+    def commit(_conn: Any) -> None:
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise IntegrityError("COMMIT", {}, Exception("deferred foreign key violated"))
+
+    commits = Commits(hub)  # first: it sees the refused COMMIT too
+    event.listen(hub.engine, "commit", commit)
+
+    def queued() -> None:
+        refusals["left"] = 1
+        commits.reset()
+
+    answers = together(app, partners, [post(referral(f"GC-R{n}")) for n in range(3)], queued)
+    assert [a.status_code for a in answers] == [202] * 3
+    assert commits.count == 1 + 3  # the refused shared one, then each alone
+    ids = [a.json()["id"] for a in answers]
+    assert count(hub, select(func.count()).select_from(Referral).where(Referral.id.in_(ids))) == 3
+
+
+def _group(hub: Hub, *, most: int = 16) -> CommitGroup:
+    return CommitGroup(hub.session_factory, most=most, lanes=1)
+
+
+def test_at_most_so_many_units_share_a_transaction(hub: Hub) -> None:
+    group = _group(hub, most=3)
+    commits = Commits(hub)
+    seen: list[int] = []
+
+    async def main() -> None:
+        gate = threading.Event()
+        holder = asyncio.ensure_future(group.run(lambda _s: gate.wait(10)))
+
+        def unit(n: int) -> Callable[[Session], int]:
+            def work(session: Session) -> int:
+                session.execute(select(func.count()).select_from(Referral))
+                seen.append(n)
+                return n
+
+            return work
+
+        units = [asyncio.ensure_future(group.run(unit(n))) for n in range(7)]
+        while group.waiting < 7:
+            await asyncio.sleep(0.005)
+        gate.set()
+        await holder
+        assert await asyncio.gather(*units) == list(range(7))
+
+    asyncio.run(main())
+    assert seen == list(range(7))
+    assert commits.count == 3  # 3 + 3 + 1
+
+
+def test_a_unit_runs_in_its_request_s_context_and_a_cancelled_one_never_runs(hub: Hub) -> None:
+    group = _group(hub)
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    ran: list[str] = []
+
+    async def submit(name: str) -> str:
+        request_id.set(name)
+        return await group.run(lambda _s: ran.append(request_id.get()) or request_id.get())
+
+    async def main() -> None:
+        gate = threading.Event()
+        holder = asyncio.ensure_future(group.run(lambda _s: gate.wait(10)))
+        kept = asyncio.ensure_future(submit("kept"))
+        gone = asyncio.ensure_future(submit("gone"))
+        while group.waiting < 2:
+            await asyncio.sleep(0.005)
+        gone.cancel()
+        gate.set()
+        await holder
+        assert await kept == "kept"
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+
+    asyncio.run(main())
+    assert ran == ["kept"]
