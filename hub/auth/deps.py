@@ -126,6 +126,10 @@ async def commit_together(request: Request, session: Session, work: Callable[[Se
     if group is None:
         return await commit_in_thread(session, work, session)
     rows = staged.take(session)
+    if session.in_transaction():
+        # The dependencies read what the caches lacked. Ended first: on SQLite that read
+        # holds the write lock (BEGIN IMMEDIATE) the shared transaction needs.
+        await run_in_threadpool(session.commit)
     session.info[_COMMITTED] = True
 
     def unit(shared: Session) -> T:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -90,12 +91,14 @@ def together(
             )
             ac.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
             # The token's first use reads it from the database; the test's requests do not.
-            assert (await ac.post("/v1/referrals", json=referral("WARM-1"))).status_code == 202
+            warming = await ac.post("/v1/referrals", json=referral("WARM-1"))
+            assert warming.status_code == 202
             gate = threading.Event()
             holder = asyncio.ensure_future(group.run(lambda _s: gate.wait(10)))
             sent = [asyncio.ensure_future(call(ac)) for call in calls]
-            while group.waiting < len(calls):
-                await asyncio.sleep(0.005)
+            with anyio.fail_after(10):
+                while group.waiting < len(calls):
+                    await asyncio.sleep(0.005)
             queued()
             gate.set()
             await holder
@@ -164,6 +167,24 @@ def test_a_failing_request_takes_none_of_the_others_with_it(world) -> None:  # t
         total = session.scalar(select(func.count()).select_from(Referral))
     assert stored == 4  # A, the keyed one, B, D; the repeat is the keyed one
     assert total == 1 + 4  # and the warm-up: nothing twice, nothing of the refused one
+
+
+def test_requests_that_read_what_the_caches_lack_do_not_block_the_shared_transaction(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A partner not in the cache (here: never kept) is read in the request's own
+    transaction, which on SQLite holds the write lock: it ends before the work is queued, or
+    the shared transaction waits for it until SQLite's busy timeout."""
+    hub, partners = make_hub(
+        database_url, tmp_path, gateway_commit_lanes=1, auth_cache_seconds=0
+    )
+    try:
+        app = create_app(hub, kafka_check=lambda: True)
+        calls = [post(referral(f"GC-M{n}")) for n in range(4)]
+        answers = together(app, partners, calls)  # fails after 10 s of waiting to queue
+        assert [a.status_code for a in answers] == [202] * 4
+    finally:
+        hub.engine.dispose()
 
 
 def test_a_repeat_that_rolls_back_loses_none_of_the_units_before_it(world) -> None:  # type: ignore[no-untyped-def]
