@@ -175,9 +175,7 @@ def test_requests_that_read_what_the_caches_lack_do_not_block_the_shared_transac
     """A partner not in the cache (here: never kept) is read in the request's own
     transaction, which on SQLite holds the write lock: it ends before the work is queued, or
     the shared transaction waits for it until SQLite's busy timeout."""
-    hub, partners = make_hub(
-        database_url, tmp_path, gateway_commit_lanes=1, auth_cache_seconds=0
-    )
+    hub, partners = make_hub(database_url, tmp_path, gateway_commit_lanes=1, auth_cache_seconds=0)
     try:
         app = create_app(hub, kafka_check=lambda: True)
         calls = [post(referral(f"GC-M{n}")) for n in range(4)]
