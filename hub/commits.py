@@ -34,7 +34,7 @@ import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub import staged
+from hub import staged, telemetry
 
 T = TypeVar("T")
 
@@ -100,10 +100,17 @@ class CommitGroup:
                 self._launch()
 
     def _transact(self, units: list[_Unit]) -> None:
-        if len(units) > 1 and self._together(units):
-            return
+        instruments = telemetry.metrics()
+        if len(units) > 1:
+            if self._together(units):
+                if _committed(units[0]):  # all of them, or none
+                    instruments.commit_units.record(len(units))
+                return
+            instruments.commit_separated.add(1)
         for unit in units:
             self._alone(unit)
+            if _committed(unit):
+                instruments.commit_units.record(1)
 
     def _together(self, units: list[_Unit]) -> bool:
         """Run ``units`` in one transaction; False (rolled back) if each must run alone."""
@@ -151,6 +158,10 @@ class CommitGroup:
             unit.outcome = (True, result)
         finally:
             _end(session)
+
+
+def _committed(unit: _Unit) -> bool:
+    return unit.outcome is not None and unit.outcome[0]
 
 
 def _end(session: Session) -> None:

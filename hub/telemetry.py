@@ -74,6 +74,17 @@ class Instruments:
         self.delivery_retries = meter.create_counter(
             "hub.delivery.retries", unit="{attempt}", description="Delivery attempts retried."
         )
+        self.commit_units = meter.create_histogram(
+            "hub.gateway.commit.units",
+            unit="{request}",
+            description="Requests whose writes one gateway transaction committed (group commit).",
+        )
+        self.commit_separated = meter.create_counter(
+            "hub.gateway.commit.separated",
+            unit="{transaction}",
+            description="Shared transactions rolled back for one request's failure; each of "
+            "their requests then ran alone.",
+        )
         self.deadletters = meter.create_counter(
             "hub.deadletters", unit="{record}", description="Records sent to the dead-letter topic."
         )
@@ -127,10 +138,17 @@ def configure(
         _measured = bool(readers)
 
 
+#: Buckets for requests per gateway transaction (HUB_GATEWAY_GROUP_COMMIT is at most 256).
+COMMIT_UNIT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
 def latency_views() -> list[View]:
-    """Explicit second buckets for the hub's duration histograms."""
+    """Explicit buckets for the hub's histograms: seconds for durations, and requests per
+    gateway transaction."""
     aggregation = ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS)
-    return [View(instrument_name=name, aggregation=aggregation) for name in LATENCY_HISTOGRAMS]
+    views = [View(instrument_name=name, aggregation=aggregation) for name in LATENCY_HISTOGRAMS]
+    units = ExplicitBucketHistogramAggregation(boundaries=COMMIT_UNIT_BUCKETS)
+    return [*views, View(instrument_name="hub.gateway.commit.units", aggregation=units)]
 
 
 def stable_http_conventions() -> None:

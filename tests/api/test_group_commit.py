@@ -21,10 +21,12 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from hub import telemetry
 from hub.app import create_app
 from hub.audit.models import AuditRecord
 from hub.bootstrap import Hub
@@ -117,11 +119,35 @@ def count(hub: Hub, statement: Any) -> int:
         return int(session.scalar(statement) or 0)
 
 
-def test_requests_that_arrive_together_commit_together(world) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def measured(hub: Hub) -> Iterator[InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    telemetry.configure(hub.settings, service="test", metric_readers=[reader])
+    yield reader
+    telemetry.reset()
+
+
+def recorded(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    return [
+        point
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def test_requests_that_arrive_together_commit_together(world, measured) -> None:  # type: ignore[no-untyped-def]
     hub, partners, app = world
     commits = Commits(hub)
     calls = [post(referral(f"GC-{n}")) for n in range(8)]
     answers = together(app, partners, calls, queued=commits.reset)
+    # Operators see it: the warm-up's and the lane holder's transactions of one, the eight's.
+    (sizes,) = recorded(measured, "hub.gateway.commit.units")
+    assert (sizes.count, sizes.sum, sizes.max) == (3, 10, 8)
+    assert recorded(measured, "hub.gateway.commit.separated") == []
     assert [a.status_code for a in answers] == [202] * 8
     assert commits.count == 1  # the held lane's unit wrote nothing
     ids = {a.json()["id"] for a in answers}
@@ -140,7 +166,7 @@ def test_requests_that_arrive_together_commit_together(world) -> None:  # type: 
     assert calls == 9
 
 
-def test_a_failing_request_takes_none_of_the_others_with_it(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_request_takes_none_of_the_others_with_it(world, measured) -> None:  # type: ignore[no-untyped-def]
     hub, partners, app = world
     first = referral("GC-REPEATED")
     calls = [
@@ -159,6 +185,8 @@ def test_a_failing_request_takes_none_of_the_others_with_it(world) -> None:  # t
     assert answers[4].json() == answers[1].json()  # the repeat answers as the first did
     # Rolled back together, then each alone: the five that write (the repeat its call).
     assert commits.count == 5
+    (separated,) = recorded(measured, "hub.gateway.commit.separated")
+    assert separated.value == 1
     with unit_of_work(hub.session_factory) as session:
         ids = [a.json()["id"] for a in answers if a.status_code == 202]
         stored = session.scalar(
