@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from hub.app import create_app
 from hub.bootstrap import Hub, bootstrap
@@ -66,3 +67,16 @@ def make_hub(database_url: str, data_dir: Path, **overrides: Any) -> tuple[Hub, 
 def api_client(hub: Hub, kafka_up: bool = True) -> TestClient:
     """An in-process HTTP client for the hub's gateway."""
     return TestClient(create_app(hub, kafka_check=lambda: kafka_up))
+
+
+def data_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """The data points an in-memory metric reader holds for the instrument ``name``."""
+    data = reader.get_metrics_data()
+    return [
+        point
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]

@@ -34,7 +34,7 @@ from hub.commits import CommitGroup
 from hub.db import unit_of_work
 from hub.outbox.models import OutboxEvent
 from hub.referrals.models import Referral
-from tests.hubtest import STUDENT_REFERRAL, Partners, make_hub
+from tests.hubtest import STUDENT_REFERRAL, Partners, data_points, make_hub
 
 
 @pytest.fixture
@@ -127,27 +127,15 @@ def measured(hub: Hub) -> Iterator[InMemoryMetricReader]:
     telemetry.reset()
 
 
-def recorded(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    return [
-        point
-        for resource in (data.resource_metrics if data else [])
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
-
-
 def test_requests_that_arrive_together_commit_together(world, measured) -> None:  # type: ignore[no-untyped-def]
     hub, partners, app = world
     commits = Commits(hub)
     calls = [post(referral(f"GC-{n}")) for n in range(8)]
     answers = together(app, partners, calls, queued=commits.reset)
     # Operators see it: the warm-up's and the lane holder's transactions of one, the eight's.
-    (sizes,) = recorded(measured, "hub.gateway.commit.units")
+    (sizes,) = data_points(measured, "hub.gateway.commit.units")
     assert (sizes.count, sizes.sum, sizes.max) == (3, 10, 8)
-    assert recorded(measured, "hub.gateway.commit.separated") == []
+    assert data_points(measured, "hub.gateway.commit.separated") == []
     assert [a.status_code for a in answers] == [202] * 8
     assert commits.count == 1  # the held lane's unit wrote nothing
     ids = {a.json()["id"] for a in answers}
@@ -185,7 +173,7 @@ def test_a_failing_request_takes_none_of_the_others_with_it(world, measured) -> 
     assert answers[4].json() == answers[1].json()  # the repeat answers as the first did
     # Rolled back together, then each alone: the five that write (the repeat its call).
     assert commits.count == 5
-    (separated,) = recorded(measured, "hub.gateway.commit.separated")
+    (separated,) = data_points(measured, "hub.gateway.commit.separated")
     assert separated.value == 1
     with unit_of_work(hub.session_factory) as session:
         ids = [a.json()["id"] for a in answers if a.status_code == 202]

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from hub import gauges, telemetry
-from tests.hubtest import api_client
+from tests.hubtest import api_client, data_points
 from tests.integration.conftest import Running, wait_for
 from tests.integration.push import Sim, start_delivery, start_sims
 
@@ -141,7 +141,7 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     assert points["http.server.request.duration.buckets"] == telemetry.LATENCY_BUCKETS
     routes = {
         dict(p.attributes or {}).get("http.route")
-        for p in _data_points(reader, "http.server.request.duration")
+        for p in data_points(reader, "http.server.request.duration")
     }
     assert "/v1/referrals" in routes and not any("-" in str(r) for r in routes), routes
 
@@ -178,18 +178,6 @@ def _assert_conventions(running: Running, trace: list[ReadableSpan]) -> None:
 def _url(span: ReadableSpan) -> str:
     attrs = span.attributes or {}
     return str(attrs.get("url.full") or attrs.get("http.url") or "")
-
-
-def _data_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    return [
-        point
-        for resource in (data.resource_metrics if data else [])
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, Any]:
