@@ -77,24 +77,21 @@ async def create_referral(
     settings, catalogue, policy = configured(request)
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
 
-    def work(shared: Session) -> JSONResponse:
-        def action() -> Answer:
-            referral = service.request_referral(
-                shared,
-                body=body,
-                by=partner,
-                catalogue=catalogue,
-                policy=policy,
-                settings=settings,
-            )
-            accepted = ReferralAccepted(
-                id=UUID(referral.id), status=Status.REQUESTED, person_id=referral.person_id
-            )
-            return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
+    def action(shared: Session) -> Answer:
+        referral = service.request_referral(
+            shared,
+            body=body,
+            by=partner,
+            catalogue=catalogue,
+            policy=policy,
+            settings=settings,
+        )
+        accepted = ReferralAccepted(
+            id=UUID(referral.id), status=Status.REQUESTED, person_id=referral.person_id
+        )
+        return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
 
-        return _once(shared, request, partner.id, idempotency_key, fingerprint, action)
-
-    return await commit_together(request, session, work)
+    return await _keyed(request, session, partner.id, idempotency_key, fingerprint, action)
 
 
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
@@ -165,34 +162,46 @@ async def change_status(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
-
     fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
 
-    def work(shared: Session) -> JSONResponse:
-        def action() -> Answer:
-            referral = service.change_status(
-                shared,
-                referral_id=str(referral_id),
-                change=body,
-                by=partner,
-                catalogue=catalogue,
-                policy=policy,
-                settings=settings,
-            )
-            # Stored for Idempotency-Key replays, so it must hold no personal data: the
-            # payload is left out here (GET the referral for it).
-            view = view_of(
-                referral,
-                {},
-                service.holds(shared, referral_id=referral.id),
-                viewer=partner.id,
-                policy=policy,
-            )
-            return Answer(200, view.model_dump(mode="json"))
+    def action(shared: Session) -> Answer:
+        referral = service.change_status(
+            shared,
+            referral_id=str(referral_id),
+            change=body,
+            by=partner,
+            catalogue=catalogue,
+            policy=policy,
+            settings=settings,
+        )
+        # Stored for Idempotency-Key replays, so it must hold no personal data: the payload
+        # is left out here (GET the referral for it).
+        view = view_of(
+            referral,
+            {},
+            service.holds(shared, referral_id=referral.id),
+            viewer=partner.id,
+            policy=policy,
+        )
+        return Answer(200, view.model_dump(mode="json"))
 
-        return _once(shared, request, partner.id, idempotency_key, fingerprint, action)
+    return await _keyed(request, session, partner.id, idempotency_key, fingerprint, action)
 
-    return await commit_together(request, session, work)
+
+async def _keyed(
+    request: Request,
+    session: Session,
+    partner_id: str,
+    key: str | None,
+    fingerprint: str,
+    action: Callable[[Session], Answer],
+) -> JSONResponse:
+    """``action`` once per ``Idempotency-Key``, committed with other requests' work."""
+
+    def unit(shared: Session) -> JSONResponse:
+        return _once(shared, request, partner_id, key, fingerprint, lambda: action(shared))
+
+    return await commit_together(request, session, unit)
 
 
 def _once(
