@@ -56,17 +56,20 @@ def _called(session: Session, request: Request, scope: str) -> Partner:
 
 def audit_call(session: Session, request: Request, partner_id: str) -> None:
     """Record a partner's API call in the request's own transaction (kept only if it commits)."""
-    route = request.scope.get("route")
     record_at_commit(
         session,
         actor_type="partner",
         actor=partner_id,
         action="api.call",
-        details={
-            "method": request.method,
-            "route": getattr(route, "path", request.url.path),
-        },
+        details={"method": request.method, "route": route_of(request)},
     )
+
+
+def route_of(request: Request) -> str:
+    """The path template of the route that took the request, else the request's path."""
+    route = request.scope.get("route")
+    # Not getattr's default: that would build the request's URL on every call.
+    return str(route.path) if route is not None else request.url.path
 
 
 def audit_read(
@@ -90,7 +93,7 @@ def audit_read(
             people.setdefault(person_id, set())
             if referral_id:
                 people[person_id].add(referral_id)
-    route = getattr(request.scope.get("route"), "path", request.url.path)
+    route = route_of(request)
     for person_id, referral_ids in sorted(people.items()):
         record_at_commit(
             session,

@@ -43,7 +43,11 @@ class Repeated(Exception):
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
-    """A fingerprint of the request that a key may only ever be used for."""
+    """A fingerprint of the request that a key may only ever be used for.
+
+    ``path`` as the ASGI scope holds it (``request.scope["path"]``): for the keyed routes,
+    whose paths hold no character a URL escapes, the same as ``request.url.path``, without
+    building the URL."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 

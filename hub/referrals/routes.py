@@ -75,7 +75,7 @@ async def create_referral(
 ) -> JSONResponse:
     """Accepted (202) once the referral and its event are durably stored together."""
     settings, catalogue, policy = configured(request)
-    fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
+    fingerprint = request_hash("POST", request.scope["path"], body.model_dump(mode="json"))
 
     def action(shared: Session) -> Answer:
         referral = service.request_referral(
@@ -162,7 +162,7 @@ async def change_status(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
-    fingerprint = request_hash("POST", request.url.path, body.model_dump(mode="json"))
+    fingerprint = request_hash("POST", request.scope["path"], body.model_dump(mode="json"))
 
     def action(shared: Session) -> Answer:
         referral = service.change_status(
