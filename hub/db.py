@@ -156,8 +156,9 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     Runs at once, as Core on the table: no ORM bookkeeping for the row (it is not in the
     session afterwards); like any query, it flushes what the session has pending first.
     """
-    stmt = staged.insert_if_absent(table_of(model), session.get_bind().dialect.name)
-    return session.execute(stmt, values).first() is not None
+    if session.autoflush:  # as a query would; False inside ``Session.no_autoflush``
+        session.flush()
+    return staged.claim(session, table_of(model), values)
 
 
 def table_of(model: type[Base]) -> Table:

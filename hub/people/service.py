@@ -15,6 +15,7 @@ from hub.db import insert_if_absent, table_of, utcnow
 from hub.errors import Conflict, InvalidInput
 from hub.people.index import index_person
 from hub.people.models import Person, PersonReference
+from hub.people.names import reference_key
 from schemas.messages import PersonIn
 
 # Built once: a request binds its values instead of constructing a statement.
@@ -127,6 +128,7 @@ def _link(session: Session, person_id: str, partner_id: str, reference: str) -> 
         "person_id": person_id,
         "partner_id": partner_id,
         "reference": reference,
+        "reference_key": reference_key(reference),
         "created_at": utcnow(),
     }
     return insert_if_absent(session, PersonReference, row)
