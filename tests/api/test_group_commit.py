@@ -317,3 +317,39 @@ def test_a_unit_runs_in_its_request_s_context_and_a_cancelled_one_never_runs(hub
 
     asyncio.run(main())
     assert ran == ["kept"]
+
+
+def test_with_two_lanes_a_held_transaction_does_not_hold_up_the_next(hub: Hub) -> None:
+    group = CommitGroup(hub.session_factory, most=16, lanes=2)
+    commits = Commits(hub)
+
+    def reading(result: Any, gate: threading.Event | None = None) -> Callable[[Session], Any]:
+        # Its transaction begins after the gate: on SQLite a begun one holds the write lock.
+        def work(session: Session) -> Any:
+            if gate is not None:
+                assert gate.wait(10)
+            session.execute(select(func.count()).select_from(Referral))
+            return result
+
+        return work
+
+    async def main() -> None:
+        first, second = threading.Event(), threading.Event()
+        holder = asyncio.ensure_future(group.run(reading("held", first)))
+        await asyncio.sleep(0.05)  # it has a lane
+        # Done while the first lane is still held: it ran in the other one.
+        assert await asyncio.wait_for(group.run(reading("alone")), 5) == "alone"
+        assert commits.count == 1
+        # With both lanes held, units queue, and run together once a lane is free.
+        holder2 = asyncio.ensure_future(group.run(reading("held too", second)))
+        units = [asyncio.ensure_future(group.run(reading(n))) for n in range(3)]
+        while group.waiting < 3:
+            await asyncio.sleep(0.005)
+        first.set()
+        assert await holder == "held"
+        assert await asyncio.gather(*units) == [0, 1, 2]
+        second.set()
+        assert await holder2 == "held too"
+
+    asyncio.run(main())
+    assert commits.count == 4  # the lone one, the first holder, the three together, the second
