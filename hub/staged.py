@@ -285,6 +285,7 @@ def _together(
     # less than a row to describe and fetch.
     *before, last = inserts
     ctes = [stmt.cte(f"w{i}") for i, stmt in enumerate(before)]
+    last = last.inline()  # no implicit RETURNING of a generated primary key
     compiled = (last.add_cte(*ctes) if ctes else last).compile(dialect=dialect)
     fixed = {key: value for key, value in compiled.params.items() if key not in processors}
     sql = _Sql.of(compiled.string)
