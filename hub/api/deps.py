@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from hub import staged
 from hub.audit.service import record_at_commit
 from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
-from hub.auth.deps import authenticate, memory_or_thread, requiring
+from hub.auth.deps import Staged, authenticate, discard, memory_or_thread, new_session, requiring
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
@@ -42,6 +44,39 @@ def caller(scope: str) -> Callable[..., Awaitable[Partner]]:
     # costs FastAPI's machinery more than the check from memory does.
     async def dependency(request: Request, session: SessionDep) -> Partner:
         return await memory_or_thread(_called, session, request, scope)
+
+    return requiring(scope, dependency)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A partner's write call, authenticated: the partner, and what the call staged (its
+    audit record) for the transaction that will hold the write (``commit_together``)."""
+
+    partner: Partner
+    rows: Staged
+
+
+def writing_caller(scope: str) -> Callable[..., Awaitable[Call]]:
+    """Like :func:`caller`, for a route whose writes commit together with other requests'
+    (hub.commits): the request keeps no session of its own.
+
+    The token and the partner come from the gateway's cache; a miss is read in a session
+    ended before the route runs. A session dependency would cost FastAPI's machinery for a
+    generator (an exit stack, a shielded exit) on every call, for a session the write never
+    uses.
+    """
+
+    async def dependency(request: Request) -> Call:
+        session = new_session(request.app.state)
+        try:
+            partner = await memory_or_thread(_called, session, request, scope)
+        except BaseException:
+            await discard(session)
+            raise
+        rows = staged.take(session)
+        await discard(session)  # what a miss read; the staged rows were taken
+        return Call(partner, rows)
 
     return requiring(scope, dependency)
 

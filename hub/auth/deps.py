@@ -16,6 +16,7 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import staged
@@ -71,20 +72,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        if not session.in_transaction():
-            session.close()  # its work ran in a shared transaction (or none): no I/O left
-            raise
-        # Shielded: a cancelled request still gives its connection back rolled back.
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(functools.partial(finish, session, commit=False))
+        await discard(session)
         raise
-    if session.info.pop(_COMMITTED, False) and not session.in_transaction():
-        session.close()  # committed by the route (commit_in_thread, commit_together)
-        return
     await anyio.to_thread.run_sync(functools.partial(finish, session, commit=True))
-
-
-_COMMITTED = "hub.auth.deps.committed"
 
 
 def new_session(state: Any) -> Session:
@@ -97,47 +87,50 @@ def new_session(state: Any) -> Session:
     return session
 
 
-async def commit_in_thread(session: Session, function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` and the commit of the request's session, in one thread hand-over.
-
-    For a route whose database work is one call: the session dependency would otherwise
-    hand its commit to the thread pool a second time (each hand-over costs the event loop
-    more than most dependencies). A failure still rolls back in the dependency.
-    """
-
-    def run() -> T:
-        result = function(*args)
-        session.commit()
-        session.info[_COMMITTED] = True
-        return result
-
-    return await run_in_threadpool(run)
+#: Rows staged for a transaction (``hub.staged.take``): each table's rows, in order.
+Staged = list[tuple[Table, list[dict[str, Any]]]]
 
 
-async def commit_together(request: Request, session: Session, work: Callable[[Session], T]) -> T:
+async def commit_together(request: Request, rows: Staged, work: Callable[[Session], T]) -> T:
     """``work(shared)`` committed in a transaction shared with other requests' (hub.commits).
 
-    For a route whose database work is one call. What the request's dependencies staged in
-    its own session (the call's audit record) goes with the work into the shared transaction.
-    Without a commit group in the app (``HUB_GATEWAY_GROUP_COMMIT=1``) it is
-    :func:`commit_in_thread` on the request's session.
+    For a route whose database work is one call and whose request holds no session of its
+    own (``hub.api.deps.writing_caller``). ``rows``: what the request staged before (the
+    call's audit record), written with the work. Without a commit group in the app
+    (``HUB_GATEWAY_GROUP_COMMIT=1``) the work runs and commits in a transaction of its own.
     """
-    group: CommitGroup | None = getattr(request.app.state, "commit_group", None)
-    if group is None:
-        return await commit_in_thread(session, work, session)
-    rows = staged.take(session)
-    if session.in_transaction():
-        # The dependencies read what the caches lacked. Ended first: on SQLite that read
-        # holds the write lock (BEGIN IMMEDIATE) the shared transaction needs.
-        await run_in_threadpool(session.commit)
-    session.info[_COMMITTED] = True
 
     def unit(shared: Session) -> T:
         for table, staged_rows in rows:
             staged.stage(shared, table, staged_rows)
         return work(shared)
 
+    group: CommitGroup | None = getattr(request.app.state, "commit_group", None)
+    if group is None:
+        return await run_in_threadpool(_alone, request.app.state, unit)
     return await group.run(unit)
+
+
+def _alone(state: Any, unit: Callable[[Session], T]) -> T:
+    session = new_session(state)
+    try:
+        result = unit(session)
+    except BaseException:
+        finish(session, commit=False)
+        raise
+    finish(session, commit=True)
+    return result
+
+
+async def discard(session: Session) -> None:
+    """Close ``session`` without committing: what it began is rolled back, in a thread."""
+    if not session.in_transaction():
+        session.close()  # nothing began: no connection to give back, no I/O
+        return
+    # Shielded: a cancelled request still gives its connection back rolled back. On SQLite
+    # even a read holds the write lock (BEGIN IMMEDIATE) until it ends.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(functools.partial(finish, session, commit=False))
 
 
 # scope="function": commit before the response is sent, so a failed commit is a 500

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from hub.api.deps import (
+    Call,
     CatalogueDep,
     PolicyDep,
     SessionDep,
@@ -19,6 +20,7 @@ from hub.api.deps import (
     audit_read,
     caller,
     configured,
+    writing_caller,
 )
 from hub.auth.deps import commit_together
 from hub.partners.models import Partner
@@ -69,12 +71,12 @@ IdempotencyKey = Annotated[
 async def create_referral(
     body: ReferralCreate,
     request: Request,
-    session: SessionDep,
-    partner: Annotated[Partner, Depends(caller("referrals:write"))],
+    call: Annotated[Call, Depends(writing_caller("referrals:write"))],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Accepted (202) once the referral and its event are durably stored together."""
     settings, catalogue, policy = configured(request)
+    partner = call.partner
     fingerprint = request_hash("POST", request.scope["path"], body.model_dump(mode="json"))
 
     def action(shared: Session) -> Answer:
@@ -91,7 +93,7 @@ async def create_referral(
         )
         return Answer(202, accepted.model_dump(mode="json"), f"/v1/referrals/{referral.id}")
 
-    return await _keyed(request, session, partner.id, idempotency_key, fingerprint, action)
+    return await _keyed(request, call, idempotency_key, fingerprint, action)
 
 
 @router.get("/{referral_id}", response_model=ReferralView, summary="Read one referral")
@@ -154,14 +156,12 @@ async def change_status(
     referral_id: UUID,
     body: StatusChange,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    catalogue: CatalogueDep,
-    policy: PolicyDep,
-    partner: Annotated[Partner, Depends(caller("status:write"))],
+    call: Annotated[Call, Depends(writing_caller("status:write"))],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
+    settings, catalogue, policy = configured(request)
+    partner = call.partner
     fingerprint = request_hash("POST", request.scope["path"], body.model_dump(mode="json"))
 
     def action(shared: Session) -> Answer:
@@ -185,23 +185,23 @@ async def change_status(
         )
         return Answer(200, view.model_dump(mode="json"))
 
-    return await _keyed(request, session, partner.id, idempotency_key, fingerprint, action)
+    return await _keyed(request, call, idempotency_key, fingerprint, action)
 
 
 async def _keyed(
     request: Request,
-    session: Session,
-    partner_id: str,
+    call: Call,
     key: str | None,
     fingerprint: str,
     action: Callable[[Session], Answer],
 ) -> JSONResponse:
     """``action`` once per ``Idempotency-Key``, committed with other requests' work."""
+    partner_id = call.partner.id
 
     def unit(shared: Session) -> JSONResponse:
         return _once(shared, request, partner_id, key, fingerprint, lambda: action(shared))
 
-    return await commit_together(request, session, unit)
+    return await commit_together(request, call.rows, unit)
 
 
 def _once(

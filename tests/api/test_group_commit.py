@@ -21,6 +21,7 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -150,7 +151,7 @@ def test_requests_that_arrive_together_commit_together(world, measured) -> None:
         )
     assert stored == ids
     assert events and events >= 8
-    # Each request's own record of the call went with its work: token, warm-up, the eight.
+    # Each request's own record of the call went with its work: the warm-up's, the eight's.
     assert calls == 9
 
 
@@ -353,3 +354,38 @@ def test_with_two_lanes_a_held_transaction_does_not_hold_up_the_next(hub: Hub) -
 
     asyncio.run(main())
     assert commits.count == 4  # the lone one, the first holder, the three together, the second
+
+
+def test_switched_off_each_request_commits_alone_and_a_failure_keeps_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``HUB_GATEWAY_GROUP_COMMIT=1``: each write in a transaction of its own, its call's
+    audit record with it; a refused one leaves nothing, a repeated key answers as the first."""
+    hub, partners = make_hub(database_url, tmp_path, gateway_group_commit=1)
+    try:
+        app = create_app(hub, kafka_check=lambda: True)
+        assert app.state.commit_group is None
+        with TestClient(app) as client:
+            headers = partners.headers(client, "ude")
+            client.post("/v1/referrals", json=referral("OFF-WARM"), headers=headers)
+            commits = Commits(hub)
+            keyed = {**headers, "Idempotency-Key": "off-1"}
+            first = client.post("/v1/referrals", json=referral("OFF-1"), headers=keyed)
+            again = client.post("/v1/referrals", json=referral("OFF-1"), headers=keyed)
+            refused = client.post(
+                "/v1/referrals", json=referral("OFF-2", performer="nobody"), headers=headers
+            )
+        assert (first.status_code, again.status_code, refused.status_code) == (202, 202, 422)
+        assert again.json() == first.json()
+        assert commits.count == 2  # the first, and the repeat's record of its call
+        with unit_of_work(hub.session_factory) as session:
+            total = session.scalar(select(func.count()).select_from(Referral))
+            calls = session.scalar(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.action == "api.call")
+            )
+        assert total == 2  # the warm-up and the first: nothing twice, nothing refused
+        assert calls == 3  # the warm-up's, the first's, the repeat's; the refused one's went
+    finally:
+        hub.engine.dispose()
