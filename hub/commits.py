@@ -16,7 +16,9 @@ What it keeps (``tests/api/test_group_commit.py``):
   running the units again could apply them twice (a client retries with its key). A
   ``COMMIT`` refused for a deferred constraint committed nothing: the units run alone.
 
-A lone unit starts at once: grouping adds no wait, it only takes along what queued meanwhile.
+A lone unit starts at once when no transaction of the group runs: grouping then adds no wait,
+it only takes along what queued meanwhile. Beside a running transaction, a further one begins
+only for a queue of ``max(2, most // 4)`` units; fewer wait for the running one to end.
 Units run one after the other in the transaction's thread, each in the context (trace, log
 fields) of the request that submitted it. A unit must not commit; it may roll back.
 """
@@ -58,7 +60,10 @@ class CommitGroup:
         if most < 1 or lanes < 1:
             raise ValueError("most and lanes must be at least 1")
         self._make_session = make_session
-        self._most, self._free = most, lanes
+        self._most, self._lanes, self._free = most, lanes, lanes
+        # While a transaction runs, another begins only for this many waiting units: fewer
+        # wait for it to end and go together, at one commit's cost instead of several.
+        self._spill = max(2, most // 4)
         self._queue: deque[_Unit] = deque()
         self._running: set[asyncio.Task[None]] = set()
 
@@ -71,10 +76,20 @@ class CommitGroup:
         """``work(session)``, committed; its result once the commit is done."""
         unit = _Unit(work, contextvars.copy_context(), asyncio.get_running_loop().create_future())
         self._queue.append(unit)
-        if self._free:
-            self._launch()
+        self._launch_while_due()
         result: T = await unit.future
         return result
+
+    def _launch_while_due(self) -> None:
+        # A unit starts at once when no transaction runs; beside a running one only a queue
+        # of ``_spill`` units starts another, so that one slow transaction (a lock wait, a
+        # worker given more connections than the others) does not hold up everything.
+        while (
+            self._queue
+            and self._free
+            and (self._free == self._lanes or len(self._queue) >= self._spill)
+        ):
+            self._launch()
 
     def _launch(self) -> None:
         units: list[_Unit] = []
@@ -96,8 +111,7 @@ class CommitGroup:
             self._free += 1
             for unit in units:
                 _deliver(unit)
-            if self._queue:
-                self._launch()
+            self._launch_while_due()
 
     def _transact(self, units: list[_Unit]) -> None:
         instruments = telemetry.metrics()

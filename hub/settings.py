@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "(group commit, per gateway process); 1: each request commits on its own.",
     )
     gateway_commit_lanes: int = Field(
-        1,
+        2,
         ge=1,
         le=16,
         description="Shared transactions one gateway process runs at a time (with group commit).",
