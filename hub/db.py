@@ -153,8 +153,8 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
 
     ``INSERT … ON CONFLICT DO NOTHING``: one statement, no savepoint, and a concurrent
     transaction inserting the same key makes it wait for that one's outcome instead of failing.
-    Runs at once, as Core on the table: no ORM bookkeeping for the row (it is not in the
-    session afterwards); like any query, it flushes what the session has pending first.
+    Runs at once, past the ORM (``hub.staged.claim``): no bookkeeping for the row (it is not
+    in the session afterwards); like any query, it flushes what the session has pending first.
     """
     if session.autoflush:  # as a query would; False inside ``Session.no_autoflush``
         session.flush()
