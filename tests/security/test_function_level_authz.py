@@ -2,9 +2,9 @@
 
 The checker walks ``app.routes`` (included routers and mounted apps resolved) and inspects
 each route's dependency tree. Partner API routes need a dependency made by
-``hub.auth.deps.require_scope`` or ``hub.api.deps.caller``; staff routes need
-``current_staff`` (through ``require``, ``posting`` or ``check_csrf``), and state-changing
-staff routes the CSRF check as well.
+``hub.auth.deps.require_scope``, ``hub.api.deps.caller`` or ``hub.api.deps.writing_caller``;
+staff routes need ``current_staff`` (through ``require``, ``posting`` or ``check_csrf``), and
+state-changing staff routes the CSRF check as well.
 Mein Verfahren's routes open their unit of work first and ask ``hub.portal.pages.client_of``
 for the client's session inside it (so that an expired session is deleted): the checker
 reads the handler's code, and that of the module's helpers it calls, for that call, and
@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from hub.api.deps import caller
+from hub.api.deps import caller, writing_caller
 from hub.app import create_app
 from hub.auth.deps import get_session, require_scope
 from hub.auth.scopes import SCOPES
@@ -101,9 +101,13 @@ EXPECTED_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/people/{person_id}/timeline"): "timeline:read",
 }
 
-# The two dependencies that check a token's scope: ``require_scope``'s, and ``caller``'s, which
-# checks it itself (hub.api.deps) and gives the calling partner.
-_SCOPE_CODES = {require_scope("probe").__code__, caller("probe").__code__}
+# The dependencies that check a token's scope: ``require_scope``'s, and ``caller``'s and
+# ``writing_caller``'s, which check it themselves (hub.api.deps) and give the calling partner.
+_SCOPE_CODES = {
+    require_scope("probe").__code__,
+    caller("probe").__code__,
+    writing_caller("probe").__code__,
+}
 _ROLE_CODES = {require("probe").__code__, posting("probe").__code__}
 _STAFF_CALLS = {current_staff, check_csrf}
 
@@ -117,7 +121,7 @@ def _is_staff_check(call: Any) -> bool:
 
 
 def scopes_of(dependant: Any) -> set[str]:
-    """The scopes the route's ``require_scope`` and ``caller`` dependencies demand."""
+    """The scopes the route's scope-checking dependencies demand."""
     return {
         inspect.getclosurevars(call).nonlocals["scope"]
         for call in dependency_calls(dependant)
