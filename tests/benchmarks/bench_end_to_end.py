@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,15 @@ from hub.runtime import topic_plan
 from tests.benchmarks.bench_ingest import RawConnection, body
 from tests.benchmarks.common import (
     free_port,
+    own_cpu_seconds,
     percentile,
     postgres_available,
+    postgres_cpu_seconds,
     postgres_database,
     spawn,
     stop,
     table,
+    tree_cpu_seconds,
     wait_http,
     write_result,
 )
@@ -110,9 +114,29 @@ async def offer(
     return sent, answered, errors
 
 
+#: The hub's processes of the pipeline, in the order they are spawned.
+PROCESSES = ["gateway", "relay", "router", "delivery"]
+
+
+@dataclass
+class Pipeline:
+    """A running pipeline: where to send, as whom, what arrived when, and its processes."""
+
+    gateway: str
+    token: str
+    received: dict[str, float]
+    pids: dict[str, int]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each process, PostgreSQL's and this one's (load and
+        simulator)."""
+        used = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {**used, "postgresql": postgres_cpu_seconds(), "load+simulator": own_cpu_seconds()}
+
+
 @contextmanager
-def pipeline(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, dict[str, float]]]:
-    """Everything running; yields (gateway url, token, referral id -> receive time)."""
+def pipeline(args: argparse.Namespace, tmp: Path) -> Iterator[Pipeline]:
+    """Everything running, with the process ids to account its CPU time to."""
     with EmbeddedBroker(log_path=tmp / "broker.log") as broker, _database(args) as url:
         kafka = broker.bootstrap_servers
         overrides = {"kafka_bootstrap_servers": kafka, "relay_poll_interval_seconds": 0.2}
@@ -158,7 +182,9 @@ def pipeline(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str, di
             wait_http(f"{gateway}/openapi.json", procs[0])
             with httpx.Client(base_url=gateway) as client:
                 token = partners.token(client, "ude")
-            yield gateway, token, received
+            pids = {name: p.pid for name, p in zip(PROCESSES + args.also, procs, strict=True)}
+            assert broker.pid is not None
+            yield Pipeline(gateway, token, received, {**pids, "broker": broker.pid})
         finally:
             for p in procs:
                 stop(p)
@@ -175,12 +201,12 @@ def _database(args: argparse.Namespace) -> Iterator[str]:
         yield url
 
 
-def run_rate(
-    gateway: str, token: str, received: dict[str, float], rate: float, args: argparse.Namespace
-) -> dict[str, Any]:
+def run_rate(running: Pipeline, rate: float, args: argparse.Namespace) -> dict[str, Any]:
+    received = running.received
+    cpu_before = running.cpu_seconds()
     began = time.perf_counter()
     sent, answered, errors = asyncio.run(
-        offer(gateway, token, rate, args.duration, args.connections, args.grace)
+        offer(running.gateway, running.token, rate, args.duration, args.connections, args.grace)
     )
     offered_for = time.perf_counter() - began
     deadline = time.monotonic() + args.drain
@@ -193,6 +219,10 @@ def run_rate(
     delivered = sum(1 for r in sent if r in received)
     delivered_rate = delivered / (last - began) if last > began else 0.0
     p99 = percentile(latencies, 99)
+    cpu_after = running.cpu_seconds()
+    # Drained at once, or idle for a while when something was never delivered.
+    took = time.perf_counter() - began
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
     result = {
         "offered_per_second": rate,
         "offered": int(rate * args.duration),
@@ -207,6 +237,11 @@ def run_rate(
         "after_202_p50_ms": percentile(after_202, 50),
         "after_202_p99_ms": percentile(after_202, 99),
         "sustained": bool(delivered == len(sent) == int(rate * args.duration) and p99 < 1000),
+        "cpu_cores": {name: round(seconds / took, 3) for name, seconds in cpu.items()},
+        "cpu_ms_per_delivered": {
+            name: round(1000 * seconds / delivered, 2) if delivered else None
+            for name, seconds in cpu.items()
+        },
     }
     print(
         f"{rate:.0f}/s: delivered {delivered}/{len(sent)} at {delivered_rate:.0f}/s "
@@ -214,6 +249,13 @@ def run_rate(
         f"(after the 202: p50={result['after_202_p50_ms']:.0f} "
         f"p99={result['after_202_p99_ms']:.0f} ms) "
         f"errors={errors}",
+        flush=True,
+    )
+    per = result["cpu_ms_per_delivered"]
+    print(
+        "  CPU ms per delivered referral: "
+        + ", ".join(f"{name} {ms}" for name, ms in per.items())
+        + f" (total {sum(ms or 0 for ms in per.values()):.2f})",
         flush=True,
     )
     return result
@@ -240,10 +282,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = Path(tmp)
-        with pipeline(args, Path(tmp)) as (gateway, token, received):
-            warm = run_rate(
-                gateway, token, received, 20, argparse.Namespace(**{**vars(args), "duration": 2})
-            )
+        with pipeline(args, Path(tmp)) as running:
+            warm = run_rate(running, 20, argparse.Namespace(**{**vars(args), "duration": 2}))
             if not warm["accepted"] or warm["delivered"] < warm["accepted"]:
                 # A broken pipeline would otherwise print a table of zeros and exit 0.
                 sys.exit(
@@ -251,7 +291,7 @@ def main() -> None:
                     "delivered; the pipeline does not work, no figures"
                 )
             for rate in (float(r) for r in args.rates.split(",")):
-                results.append(run_rate(gateway, token, received, rate, args))
+                results.append(run_rate(running, rate, args))
     sustained = max((r["offered_per_second"] for r in results if r["sustained"]), default=0)
     db = "SQLite" if args.sqlite else "PostgreSQL"
     table(
@@ -279,6 +319,20 @@ def main() -> None:
                 r["p99_ms"],
                 f"{r['after_202_p50_ms']:.1f} / {r['after_202_p99_ms']:.1f}",
                 "yes" if r["sustained"] else "no",
+            ]
+            for r in results
+        ],
+    )
+    names = list(results[0]["cpu_ms_per_delivered"]) if results else []
+    table(
+        "CPU ms per delivered referral, by process (from offering the first to delivering the "
+        "last); PostgreSQL: all its processes on this machine",
+        ["offered/s", *names, "total"],
+        [
+            [
+                r["offered_per_second"],
+                *(r["cpu_ms_per_delivered"][n] for n in names),
+                round(sum(v or 0 for v in r["cpu_ms_per_delivered"].values()), 2),
             ]
             for r in results
         ],

@@ -41,7 +41,6 @@ from hub.bootstrap import Hub
 from hub.kafka.client import ensure_topics
 from hub.kafka.embedded import EmbeddedBroker
 from tests.benchmarks.common import (
-    cpu_seconds,
     free_port,
     own_cpu_seconds,
     percentile,
@@ -50,6 +49,7 @@ from tests.benchmarks.common import (
     spawn,
     stop,
     table,
+    tree_cpu_seconds,
     wait_http,
     write_result,
 )
@@ -233,18 +233,6 @@ def load(
             1000 * server_seconds / len(latencies) if server_seconds and latencies else None
         ),
     }
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its live descendants (a gateway's worker processes)."""
-    total = cpu_seconds(pid)
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in task.read_text().split():
-            try:
-                total += tree_cpu_seconds(int(child))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return total
 
 
 def statements_per_referral(hub: Hub, partners: Partners) -> int:

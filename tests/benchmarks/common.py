@@ -178,3 +178,32 @@ def cpu_seconds(pid: int) -> float:
 def own_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (a gateway's worker processes)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                total += tree_cpu_seconds(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every live PostgreSQL process on this machine (server and backends).
+
+    A backend that has ended is no longer counted, so take both readings while the
+    connections under test stay open (pooled connections do)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
