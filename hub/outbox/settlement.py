@@ -32,10 +32,11 @@ Which groups must apply a row follows from its topic:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,11 +58,21 @@ TYPE = PREFIX + "type"
 EVENT_CONSUMERS = ("router", "timeline", "deadlines")
 #: The consumer that files every pull partner's copies (each marked per recipient).
 INBOX_CONSUMER = "inbox"
-#: Rows looked at per query; one settling pass reads at most ``PAGES`` of them.
+#: Rows looked at per query; one settling pass reads at most ``PAGES`` pages of rows new to
+#: it and at most as many rows whose next look is due.
 PAGE = 500
 PAGES = 8
-#: Unsettled rows whose requirements a settler remembers at most.
+#: Unsettled rows a settler keeps track of at most (what settles them, when to look again).
 KNOWN_ROWS = 100_000
+#: A row its consumers have not all applied is looked at again after this long, then after
+#: twice as long each time up to ``OWED_MOST_SECONDS``: a dead letter, or the backlog of a
+#: consumer that is stopped or behind, costs a look now and then instead of every pass.
+OWED_FIRST_SECONDS = 1.0
+OWED_MOST_SECONDS = 10.0
+#: How often a settler reads every unsettled row again from the first: a row it has not met
+#: (published by another relay after a row with a higher id, or published again after a
+#: broker change while it was not looked at) is found within this long.
+ROUND_SECONDS = 60.0
 
 
 def required(
@@ -88,45 +99,93 @@ def is_settled(needs: list[frozenset[str]], applied_by: set[str]) -> bool:
     return all(group & applied_by for group in needs)
 
 
+class _Row(NamedTuple):
+    id: int
+    topic: str
+    event_id: str
+
+
+@dataclass
+class _Owed:
+    """An unsettled row met before: what it is, when to look again, the wait after that."""
+
+    topic: str
+    event_id: str
+    due: float
+    wait: float
+
+
 @dataclass
 class Settler:
-    """Marks published rows settled once their consumers applied them; one per relay."""
+    """Marks published rows settled once their consumers applied them; one per relay.
+
+    A pass looks at the rows published since the last pass (by outbox id) and at the rows
+    still owed whose next look is due. Every ``ROUND_SECONDS`` it starts again from the
+    first unsettled row, so that a row published behind one it had already seen is met
+    too; rows it is tracking wait for their turn then as well."""
 
     session_factory: sessionmaker[Session]
     settings: Settings
-    #: Rows up to here were looked at in this round; a row owed for long (a dead letter)
-    #: is looked at once per round, not once per pass.
-    _after: int = 0
-    #: What settles each unsettled row looked at so far, by outbox id.
+    clock: Callable[[], float] = time.monotonic
+    #: Rows up to this id were met in this round.
+    _seen: int = 0
+    _round_at: float = float("-inf")
+    #: What settles each unsettled row met so far, by outbox id.
     _known: dict[int, list[frozenset[str]]] = field(default_factory=dict)
+    #: The rows met and not yet settled, by outbox id.
+    _owed: dict[int, _Owed] = field(default_factory=dict)
 
     def settle(self) -> int:
-        """One pass over up to ``PAGES`` pages of unsettled rows; how many it settled."""
+        """One pass: rows new to this settler, then owed rows that are due; how many it
+        settled."""
+        now = self.clock()
+        if now >= self._round_at:
+            self._seen, self._round_at = 0, now + ROUND_SECONDS
         settled = 0
         for _ in range(PAGES):
             with unit_of_work(self.session_factory) as session:
-                done, full = self._page(session)
+                (done, count), full = self._new_page(session, now)
             self._forget(done)  # committed: they are not looked at again
-            settled += len(done)
+            settled += count
             if not full:
                 break
+        due = sorted(row_id for row_id, owed in self._owed.items() if owed.due <= now)
+        for start in range(0, min(len(due), PAGES * PAGE), PAGE):
+            with unit_of_work(self.session_factory) as session:
+                done, count = self._again(session, due[start : start + PAGE], now)
+            self._forget(done)
+            settled += count
         return settled
 
-    def _page(self, session: Session) -> tuple[list[int], bool]:
+    def _new_page(self, session: Session, now: float) -> tuple[tuple[list[int], int], bool]:
         rows = session.execute(
             select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.event_id)
             .where(
                 OutboxEvent.settled_at.is_(None),
                 OutboxEvent.published_at.is_not(None),
-                OutboxEvent.id > self._after,
+                OutboxEvent.id > self._seen,
             )
             .order_by(OutboxEvent.id)
             .limit(PAGE)
         ).all()
-        full = len(rows) == PAGE
-        self._after = rows[-1].id if full else 0
+        if rows:
+            self._seen = rows[-1].id
+        # A row already owed waits for its turn.
+        fresh = [r for r in rows if r.id not in self._owed]
+        return self._judge(session, fresh, now), len(rows) == PAGE
+
+    def _again(self, session: Session, ids: list[int], now: float) -> tuple[list[int], int]:
+        # What the row is was read when it was met; only its consumers' marks are asked for.
+        rows = [_Row(i, self._owed[i].topic, self._owed[i].event_id) for i in ids]
+        return self._judge(session, rows, now)
+
+    def _judge(self, session: Session, rows: Sequence[Any], now: float) -> tuple[list[int], int]:
+        """Settle those of ``rows`` their consumers applied; the rest are owed. Returns the
+        rows done with (settled now, or no longer waiting as they were: settled by another
+        relay, deleted, or queued to be published again, which the next round meets) and
+        how many it settled."""
         if not rows:
-            return [], False
+            return [], 0
         needs = self._needs_of(session, rows)
         applied: dict[str, set[str]] = {}
         for consumer, event_id in session.execute(
@@ -136,26 +195,39 @@ class Settler:
         ):
             applied.setdefault(event_id, set()).add(consumer)
         done = [r.id for r in rows if is_settled(needs[r.id], applied.get(r.event_id, set()))]
+        count = 0
         if done:
-            session.execute(
+            result = session.execute(
                 update(OutboxEvent)
-                .where(OutboxEvent.id.in_(done))
+                .where(
+                    OutboxEvent.id.in_(done),
+                    OutboxEvent.settled_at.is_(None),
+                    OutboxEvent.published_at.is_not(None),
+                )
                 .values(settled_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-        return done, full
+            count = int(getattr(result, "rowcount", 0) or 0)
+        finished = set(done)
+        if len(self._owed) > KNOWN_ROWS:  # owed for long (a consumer stopped): start again
+            self._owed.clear()
+            self._known.clear()
+        for r in rows:
+            if r.id not in finished:
+                owed = self._owed.get(r.id)
+                wait = OWED_FIRST_SECONDS if owed is None else min(2 * owed.wait, OWED_MOST_SECONDS)
+                self._owed[r.id] = _Owed(r.topic, r.event_id, now + wait, wait)
+        return done, count
 
     def _needs_of(self, session: Session, rows: Sequence[Any]) -> dict[int, list[frozenset[str]]]:
-        # A row is looked at on every pass until its consumers applied it; what settles it
-        # never changes, so its headers are read and judged once, not once per pass.
+        # What settles a row never changes: its headers are read and judged once, not once
+        # per look.
         events = self.settings.topic_events
         unknown = [r.id for r in rows if r.id not in self._known and r.topic == events]
         headers: dict[int, Any] = {}
         if unknown:
             read = select(OutboxEvent.id, OutboxEvent.headers).where(OutboxEvent.id.in_(unknown))
             headers = {row_id: value for row_id, value in session.execute(read)}
-        if len(self._known) > KNOWN_ROWS:  # rows owed for long (dead letters): start again
-            self._known.clear()
         for r in rows:
             if r.id not in self._known:
                 self._known[r.id] = required(self.settings, r.topic, headers.get(r.id))
@@ -164,6 +236,7 @@ class Settler:
     def _forget(self, ids: Iterable[int]) -> None:
         for row_id in ids:
             self._known.pop(row_id, None)
+            self._owed.pop(row_id, None)
 
 
 def oldest_unsettled(session: Session) -> datetime | None:

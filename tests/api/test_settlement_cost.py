@@ -7,11 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 from sqlalchemy.orm import Session
 
-from hub.db import unit_of_work
-from hub.outbox.settlement import Settler, meet_broker, oldest_unsettled
+from hub.db import unit_of_work, utcnow
+from hub.events.service import mark_processed
+from hub.outbox.models import OutboxEvent
+from hub.outbox.settlement import (
+    EVENT_CONSUMERS,
+    OWED_FIRST_SECONDS,
+    OWED_MOST_SECONDS,
+    ROUND_SECONDS,
+    Settler,
+    meet_broker,
+    oldest_unsettled,
+)
 from tests.hubtest import make_hub
 
 HISTORY = 50_000
@@ -91,3 +101,71 @@ def test_settling_and_resending_read_only_the_unsettled_rows(
             assert "ix_outbox_unsettled" in plan or by_id, (statement, plan)
             assert "Seq Scan on outbox" not in plan, (statement, plan)
     hub.engine.dispose()
+
+
+def _outbox_row(session: Session, event_id: str, *, published: bool) -> int:
+    at = utcnow()
+    row = OutboxEvent(
+        event_id=event_id,
+        topic="hub.events.v1",
+        headers=[],
+        value="{}",
+        created_at=at,
+        published_at=at if published else None,
+        replay=0,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def test_a_row_owed_for_long_is_looked_at_ever_less_often_and_a_late_row_in_the_next_round(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The rows of a stopped consumer's backlog are looked at after 1, 2, 4, 8 and then every
+    10 seconds, not on every pass; a row published behind one already met (another relay's)
+    is met when the settler starts its next round."""
+    hub, _ = make_hub(database_url, tmp_path)
+    with unit_of_work(hub.session_factory) as session:
+        late = _outbox_row(session, "late", published=False)
+        for n in range(3):
+            _outbox_row(session, f"owed-{n}", published=True)
+    looks: list[float] = []
+    now = [100.0]
+
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "FROM processed_events" in statement:
+            looks.append(now[0])
+
+    settler = Settler(hub.session_factory, hub.settings, clock=lambda: now[0])
+    event.listen(hub.engine, "before_cursor_execute", capture)
+    try:
+        for _ in range(500):  # 50 s in passes a tenth of a second apart
+            assert settler.settle() == 0
+            now[0] = round(now[0] + 0.1, 1)
+        # The consumers never applied them: looked at on meeting them, then after
+        # 1, 2, 4, 8, 10, 10, … seconds.
+        expected = [100.0, 101.0, 103.0, 107.0, 115.0, 125.0, 135.0, 145.0]
+        assert looks == expected
+        assert OWED_FIRST_SECONDS == 1.0 and OWED_MOST_SECONDS == 10.0
+
+        # Another relay publishes the row with the lower id only now: the next round, which
+        # begins ROUND_SECONDS after the first pass, meets it.
+        with unit_of_work(hub.session_factory) as session:
+            session.execute(
+                update(OutboxEvent).where(OutboxEvent.id == late).values(published_at=utcnow())
+            )
+            for consumer in EVENT_CONSUMERS:
+                mark_processed(session, consumer=consumer, event_id="late")
+        round_at = 100.0 + ROUND_SECONDS
+        settled = 0
+        while now[0] < round_at:
+            settled += settler.settle()
+            now[0] = round(now[0] + 0.5, 1)
+        assert settled == 0, "a row behind the ones met waits for the next round"
+        assert settler.settle() == 1
+        with unit_of_work(hub.session_factory) as session:
+            assert session.get(OutboxEvent, late).settled_at is not None  # type: ignore[union-attr]
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", capture)
+        hub.engine.dispose()

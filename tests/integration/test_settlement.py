@@ -15,7 +15,12 @@ from hub.events.service import mark_processed
 from hub.inbox.models import InboxMessage
 from hub.kafka.embedded import EmbeddedBroker
 from hub.outbox.models import BrokerEpoch, OutboxEvent
-from hub.outbox.settlement import EVENT_CONSUMERS, INBOX_CONSUMER, Settler
+from hub.outbox.settlement import (
+    EVENT_CONSUMERS,
+    INBOX_CONSUMER,
+    OWED_FIRST_SECONDS,
+    Settler,
+)
 from hub.runtime import build_relay
 from hub.timeline.models import TimelineEntry
 from tests.integration.conftest import Running, wait_for
@@ -165,15 +170,18 @@ def test_a_row_waiting_for_its_consumers_is_judged_once_and_still_settles(
         if "outbox.headers" in statement:
             reads.append(statement)
 
-    settler = Settler(running.hub.session_factory, running.hub.settings)
+    now = [0.0]
+    settler = Settler(running.hub.session_factory, running.hub.settings, clock=lambda: now[0])
     event.listen(running.hub.engine, "before_cursor_execute", count)
     try:
         assert settler.settle() == 0  # no consumer applied anything yet
+        now[0] += OWED_FIRST_SECONDS
         assert settler.settle() == 0
         assert len(reads) == 1, "the waiting rows' headers are read on the first pass only"
         with unit_of_work(running.hub.session_factory) as session:
             for consumer in EVENT_CONSUMERS:
                 mark_processed(session, consumer=consumer, event_id=accepted[0])
+        now[0] += 2 * OWED_FIRST_SECONDS
         assert settler.settle() == 1
         assert len(reads) == 1
     finally:
