@@ -34,7 +34,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import telemetry
@@ -187,16 +187,12 @@ class Relay:
         bind = self._sessions.kw.get("bind")
         return bind is not None and bind.dialect.name == "postgresql"
 
-    def _claim(self, session: Session, *, lock: bool) -> list[OutboxEvent]:
-        stmt = (
-            select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))
-            .order_by(OutboxEvent.id)
-            .limit(self._batch_size)
-        )
+    def _claim(self, session: Session, *, lock: bool) -> list[Pending]:
+        # Plain rows, not ORM objects: nothing reads them back, the mark is a Core update.
+        stmt = _PENDING.limit(self._batch_size)
         if lock:
             stmt = stmt.with_for_update(skip_locked=True)
-        return list(session.scalars(stmt))
+        return list(session.execute(stmt))
 
     def _ensure(self, topics: set[str]) -> None:
         missing = topics - self._known_topics
@@ -204,7 +200,7 @@ class Relay:
             self._ensure_topics(missing)
             self._known_topics |= missing
 
-    def _send(self, rows: list[OutboxEvent]) -> list[OutboxEvent]:
+    def _send(self, rows: list[Pending]) -> list[Pending]:
         if not rows:
             return []
         self._ensure({row.topic for row in rows})
@@ -214,7 +210,7 @@ class Relay:
         try:
             futures = [self._send_one(row, span) for row, span in zip(rows, spans, strict=True)]
             self._wait_for_acks(futures)
-            sent: list[OutboxEvent] = []
+            sent: list[Pending] = []
             for row, future, span in zip(rows, futures, spans, strict=True):
                 try:
                     metadata = future.get(timeout=0)
@@ -231,7 +227,7 @@ class Relay:
                 span.end()
         return sent
 
-    def _send_one(self, row: OutboxEvent, span: Span) -> Any:
+    def _send_one(self, row: Pending, span: Span) -> Any:
         """Send one row; its record carries the publish span's trace context."""
         headers = [(name, value.encode()) for name, value in row.headers]
         with trace.use_span(span, end_on_exit=False):
@@ -271,7 +267,7 @@ class Relay:
             self._producer = None
 
 
-def _publish_span(row: OutboxEvent) -> Span:
+def _publish_span(row: Pending) -> Span:
     """A producer span continuing the trace of the request that wrote the row.
 
     "send" (one record per call, as kafka-python's ``send``), per the messaging conventions.
@@ -292,7 +288,7 @@ def _publish_span(row: OutboxEvent) -> Span:
     )
 
 
-def _mark(session: Session, rows: list[OutboxEvent]) -> None:
+def _mark(session: Session, rows: list[Pending]) -> None:
     # A Core update: the ORM's would also look for the rows among the session's objects and
     # set the time on each, and nothing reads them again.
     if rows:
@@ -301,3 +297,19 @@ def _mark(session: Session, rows: list[OutboxEvent]) -> None:
 
 
 _OUTBOX = table_of(OutboxEvent)
+#: What the relay sends of each unpublished row, in outbox order.
+_PENDING = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.event_id,
+        _OUTBOX.c.topic,
+        _OUTBOX.c.key,
+        _OUTBOX.c.headers,
+        _OUTBOX.c.value,
+    )
+    .where(_OUTBOX.c.published_at.is_(None))
+    .order_by(_OUTBOX.c.id)
+)
+#: An unpublished row as the relay reads it (``id``, ``event_id``, ``topic``, ``key``,
+#: ``headers``, ``value``).
+Pending = Row[Any]
