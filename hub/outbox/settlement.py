@@ -105,7 +105,7 @@ class _Row(NamedTuple):
     event_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Owed:
     """An unsettled row met before: what it is, when to look again, the wait after that."""
 
@@ -176,7 +176,9 @@ class Settler:
 
     def _again(self, session: Session, ids: list[int], now: float) -> tuple[list[int], int]:
         # What the row is was read when it was met; only its consumers' marks are asked for.
-        rows = [_Row(i, self._owed[i].topic, self._owed[i].event_id) for i in ids]
+        # A row forgotten since the pass began (more than KNOWN_ROWS owed) waits for a round.
+        owed = [(i, self._owed.get(i)) for i in ids]
+        rows = [_Row(i, o.topic, o.event_id) for i, o in owed if o is not None]
         return self._judge(session, rows, now)
 
     def _judge(self, session: Session, rows: Sequence[Any], now: float) -> tuple[list[int], int]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text, update
 from sqlalchemy.orm import Session
 
 from hub.db import unit_of_work, utcnow
 from hub.events.service import mark_processed
+from hub.outbox import settlement
 from hub.outbox.models import OutboxEvent
 from hub.outbox.settlement import (
     EVENT_CONSUMERS,
@@ -168,4 +170,33 @@ def test_a_row_owed_for_long_is_looked_at_ever_less_often_and_a_late_row_in_the_
             assert session.get(OutboxEvent, late).settled_at is not None  # type: ignore[union-attr]
     finally:
         event.remove(hub.engine, "before_cursor_execute", capture)
+        hub.engine.dispose()
+
+
+def test_a_pass_that_forgets_what_it_tracked_goes_on_with_the_rows_still_known(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More owed rows than a settler keeps (KNOWN_ROWS): it forgets them in the middle of a
+    pass, and the rest of the pass skips what it no longer knows instead of failing."""
+    monkeypatch.setattr(settlement, "KNOWN_ROWS", 3)
+    monkeypatch.setattr(settlement, "PAGE", 2)
+    hub, _ = make_hub(database_url, tmp_path)
+    with unit_of_work(hub.session_factory) as session:
+        for n in range(4):
+            _outbox_row(session, f"owed-{n}", published=True)
+    now = [0.0]
+    settler = Settler(hub.session_factory, hub.settings, clock=lambda: now[0])
+    try:
+        assert settler.settle() == 0  # four rows met, in two pages, all owed
+        with unit_of_work(hub.session_factory) as session:
+            for consumer in EVENT_CONSUMERS:
+                mark_processed(session, consumer=consumer, event_id="owed-3")
+        now[0] += OWED_FIRST_SECONDS
+        # Due: four rows, in two pages of two; judging the first finds four owed (more than
+        # three) and starts afresh, so the second page's rows are no longer known.
+        assert settler.settle() == 0
+        # The next round meets them again, and the one its consumers applied settles.
+        now[0] += ROUND_SECONDS
+        assert settler.settle() == 1
+    finally:
         hub.engine.dispose()
