@@ -178,7 +178,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         "type": PROBLEM_BASE + "internal-error",
         "title": "Internal error",
         "status": 500,
-        "detail": "the request could not be completed; nothing was stored",
+        "detail": (
+            "the request could not be completed; repeat a write with the same "
+            "Idempotency-Key, which answers it as stored if it was"
+        ),
         "instance": request.url.path,
     }
     return problem_response(doc)
@@ -190,7 +193,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         "type": PROBLEM_BASE + "temporarily-unavailable",
         "title": "Temporarily unavailable",
         "status": 503,
-        "detail": "the database is busy or unreachable; nothing was stored, retry",
+        # Not "nothing was stored": a connection lost during a COMMIT leaves it unknown.
+        "detail": (
+            "the database is busy or unreachable; retry. A write may have been stored: "
+            "repeat it with the same Idempotency-Key, which then answers as stored"
+        ),
         "instance": request.url.path,
     }
     return problem_response(doc, {"Retry-After": "1"})

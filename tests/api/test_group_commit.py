@@ -237,6 +237,34 @@ def test_a_failed_commit_is_every_request_s_failure_and_runs_nothing_again(world
     assert count(hub, select(func.count()).select_from(Referral)) == 1  # the warm-up's
 
 
+def test_after_a_commit_whose_answer_was_lost_the_same_key_answers_as_stored(world) -> None:  # type: ignore[no-untyped-def]
+    """The COMMIT reached the database but its answer did not: the 503 must not say that
+    nothing was stored, and repeating the request with its key answers it as stored."""
+    hub, partners, app = world
+    lost = {"on": False}
+
+    def commit(conn: Any) -> None:
+        if lost["on"]:
+            lost["on"] = False
+            conn.connection.dbapi_connection.commit()  # it is stored ...
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    event.listen(hub.engine, "commit", commit)
+    body = referral("GC-LOST")
+
+    def queued() -> None:
+        lost.update(on=True)
+
+    (first,) = together(app, partners, [post(body, key="gc-lost")], queued)
+    assert first.status_code == 503
+    detail = first.json()["detail"]
+    assert "nothing was stored" not in detail and "Idempotency-Key" in detail
+    (again,) = together(app, partners, [post(body, key="gc-lost")])
+    assert again.status_code == 202, again.text
+    stored = select(func.count()).select_from(Referral).where(Referral.id == again.json()["id"])
+    assert count(hub, stored) == 1
+
+
 def test_a_commit_refused_for_a_deferred_constraint_runs_each_alone(world) -> None:  # type: ignore[no-untyped-def]
     hub, partners, app = world
     refusals = {"left": 0}
