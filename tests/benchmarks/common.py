@@ -198,12 +198,10 @@ def postgres_cpu_seconds() -> float:
     A backend that has ended is no longer counted, so take both readings while the
     connections under test stay open (pooled connections do)."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            text = stat.read_text()
+            if comm.read_text().strip() == "postgres":
+                total += cpu_seconds(int(comm.parent.name))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
-            fields = text.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
