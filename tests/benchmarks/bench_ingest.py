@@ -296,6 +296,9 @@ def run_target(
     return result
 
 
+TARGETS = ("bare", "direct-kafka", "hub-sqlite", "hub-postgres")
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # also for the spawned processes
     parser = argparse.ArgumentParser(description=__doc__)
@@ -307,13 +310,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument(
-        "--targets", default="bare,direct-kafka,hub-sqlite,hub-postgres", help="comma-separated"
+        "--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}"
     )
     parser.add_argument(
         "--gateway-workers", type=int, default=None, help="HUB_GATEWAY_WORKERS of the hub"
     )
     args = parser.parse_args()
     targets = args.targets.split(",")
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:  # anything else would silently be measured as a hub on SQLite
+        parser.error(f"unknown targets {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     if "hub-postgres" in targets and not postgres_available():
         print("PostgreSQL not reachable: skipping hub-postgres")
         targets.remove("hub-postgres")
