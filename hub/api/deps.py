@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from hub import staged
-from hub.audit.service import record_at_commit
+from hub.audit.service import record_at_commit, record_rows
+from hub.auth import cache as auth_cache
 from hub.auth.deps import SessionDep as SessionDep  # one definition: commit before answering
-from hub.auth.deps import Staged, authenticate, discard, memory_or_thread, new_session, requiring
+from hub.auth.deps import (
+    Staged,
+    auth_cache_of,
+    authenticate,
+    discard,
+    memory_or_thread,
+    new_session,
+    requiring,
+)
 from hub.auth.tokens import Principal
 from hub.errors import Unauthenticated
 from hub.partners.models import Partner
@@ -61,24 +72,44 @@ def writing_caller(scope: str) -> Callable[..., Awaitable[Call]]:
     """Like :func:`caller`, for a route whose writes commit together with other requests'
     (hub.commits): the request keeps no session of its own.
 
-    The token and the partner come from the gateway's cache; a miss is read in a session
-    ended before the route runs. A session dependency would cost FastAPI's machinery for a
-    generator (an exit stack, a shielded exit) on every call, for a session the write never
-    uses.
+    In the steady state the token and the partner are in the gateway's memory and no session
+    is made at all; a miss is read in a session ended before the route runs. A session
+    dependency would cost FastAPI's machinery for a generator (an exit stack, a shielded
+    exit) on every call, for a session the write never uses.
     """
 
     async def dependency(request: Request) -> Call:
+        partner = _called_from_memory(request, scope)
+        if partner is not None:
+            return Call(partner, [call_record(request, partner.id)])
         session = new_session(request.app.state)
         try:
-            partner = await memory_or_thread(_called, session, request, scope)
+            partner = await run_in_threadpool(_called, session, request, scope)
         except BaseException:
             await discard(session)
             raise
         rows = staged.take(session)
-        await discard(session)  # what a miss read; the staged rows were taken
+        await discard(session)  # what the miss read; the staged rows were taken
         return Call(partner, rows)
 
     return requiring(scope, dependency)
+
+
+def _called_from_memory(request: Request, scope: str) -> Partner | None:
+    """The calling partner if its token and the partner are in the gateway's memory; None
+    (nothing read, nothing staged) if either would have to be read."""
+    cache = auth_cache_of(request.app.state)
+    if cache is None:
+        return None
+    try:
+        with auth_cache.from_memory():
+            principal = authenticate(request, scope)
+            partner = cache.partner(principal.partner_id)
+    except auth_cache.WouldLoad:
+        return None
+    if partner is None or not partner.active:
+        raise Unauthenticated("the token's partner is not active", error="invalid_token")
+    return partner
 
 
 def _called(session: Session, request: Request, scope: str) -> Partner:
@@ -91,8 +122,12 @@ def _called(session: Session, request: Request, scope: str) -> Partner:
 
 def audit_call(session: Session, request: Request, partner_id: str) -> None:
     """Record a partner's API call in the request's own transaction (kept only if it commits)."""
-    record_at_commit(
-        session,
+    staged.stage(session, *call_record(request, partner_id))
+
+
+def call_record(request: Request, partner_id: str) -> tuple[Table, list[dict[str, Any]]]:
+    """The audit record of a partner's API call, to be staged in the transaction it records."""
+    return record_rows(
         actor_type="partner",
         actor=partner_id,
         action="api.call",

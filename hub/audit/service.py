@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from hub import staged
@@ -80,10 +80,33 @@ def record_at_commit(
     For the record of every partner call and every delivery: the ORM's flush of an
     :class:`AuditRecord` costs several times the statement itself.
     """
-    values = _values(actor_type, actor, action, person_id, purpose, details)
     # Staged: written with the transaction's other staged rows (one statement on PostgreSQL),
     # at the latest when it commits; dropped with it on rollback.
-    staged.stage(session, _TABLE, [values])
+    staged.stage(
+        session,
+        *record_rows(
+            actor_type=actor_type,
+            actor=actor,
+            action=action,
+            person_id=person_id,
+            purpose=purpose,
+            details=details,
+        ),
+    )
+
+
+def record_rows(
+    *,
+    actor_type: str,
+    actor: str,
+    action: str,
+    person_id: str | None = None,
+    purpose: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> tuple[Table, list[dict[str, Any]]]:
+    """The rows :func:`record_at_commit` stages, for a caller that has no session yet: it
+    stages them (``hub.staged.stage``) in the transaction of the effect they record."""
+    return _TABLE, [_values(actor_type, actor, action, person_id, purpose, details)]
 
 
 _TABLE = table_of(AuditRecord)

@@ -81,10 +81,16 @@ def new_session(state: Any) -> Session:
     """A session of the app whose ``app.state`` is ``state``, with the gateway's partner cache."""
     factory = cast(sessionmaker[Session], state.session_factory)
     session = factory()
-    cache = getattr(getattr(state, "token_validator", None), "cache", None)
+    cache = auth_cache_of(state)
     if cache is not None:
         session.info[auth_cache.SESSION_KEY] = cache
     return session
+
+
+def auth_cache_of(state: Any) -> auth_cache.AuthCache | None:
+    """The gateway's cache of checked tokens, partners and clients (None without one)."""
+    cache = getattr(getattr(state, "token_validator", None), "cache", None)
+    return cache if isinstance(cache, auth_cache.AuthCache) else None
 
 
 #: Rows staged for a transaction (``hub.staged.take``): each table's rows, in order.

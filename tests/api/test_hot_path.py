@@ -23,6 +23,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, func, select, text
 
+from hub.api import deps
+from hub.audit.models import AuditRecord
 from hub.auth.keys import SigningKeys, rotate
 from hub.auth.tokens import build_token_validator
 from hub.bootstrap import Hub
@@ -122,6 +124,45 @@ def test_a_referral_for_a_new_person_costs_at_most_eight_statements(world: Any) 
     assert not [s for s in counted.sent if "oauth_clients" in s or "FROM partners" in s]
     # No pool pre-ping ("SELECT 1" or ";").
     assert not [s for s in counted.sent if s.strip() in ("SELECT 1", ";", "")]
+
+
+def test_a_write_in_the_steady_state_opens_no_session_before_its_transaction(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub, partners, client = world
+    headers = bearer(partners, client)
+    made: list[object] = []
+    real = deps.new_session
+
+    def counted(state: Any) -> Any:
+        made.append(state)
+        return real(state)
+
+    monkeypatch.setattr(deps, "new_session", counted)
+
+    def calls() -> int:
+        with hub.session_factory() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(AuditRecord)
+                    .where(AuditRecord.action == "api.call", AuditRecord.actor == "ude")
+                )
+                or 0
+            )
+
+    before = calls()
+    r = client.post("/v1/referrals", json=referral("ES-MEMORY-1"), headers=headers)
+    assert r.status_code == 202, r.text
+    # The token and the partner came from memory; the call's record went with the write.
+    assert made == []
+    assert calls() == before + 1
+    # A token this gateway has not checked yet is read in a session of its own, first.
+    client.app.state.token_validator.cache.clear()
+    r = client.post("/v1/referrals", json=referral("ES-MEMORY-2"), headers=headers)
+    assert r.status_code == 202, r.text
+    assert len(made) == 1
+    assert calls() == before + 2
 
 
 def test_a_referral_for_a_known_person_reads_it_once(world: Any) -> None:
