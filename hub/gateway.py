@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import secrets
@@ -29,8 +30,11 @@ from sqlalchemy.engine import make_url
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
 from hub.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: The app factory a worker process imports.
 WORKER_APP = "hub.gateway:worker_app"
@@ -68,17 +72,34 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 
 def listen(settings: Settings) -> socket.socket:
     """The gateway's listening socket, taken now: a port in use (OSError) shows before
-    anything else starts, and nothing can take the port between this check and serving."""
+    anything else starts, and nothing can take the port between this check and serving.
+
+    With several workers it is the first of a group on the port (``SO_REUSEPORT``): each
+    worker gets one of its own (:func:`serve`). The port is first taken without that option,
+    so that another gateway already on it shows as a port in use rather than joining it, then
+    at once again with it: only a process of the same user asking to share the port in that
+    instant could join the group."""
+    sock = _bound(settings, settings.http_port, reuse_port=False)
+    if workers(settings) == 1:
+        return sock
+    port = sock.getsockname()[1]
+    sock.close()
+    return _bound(settings, port, reuse_port=True)
+
+
+def _bound(settings: Settings, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.http_host, settings.http_port))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((settings.http_host, port))
         sock.listen(2048)
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)  # worker processes serve on it too
+    sock.set_inheritable(True)  # worker processes serve on it
     return sock
 
 
@@ -115,8 +136,76 @@ def serve(
         return
     os.environ.update(worker_environment(settings))
     config = GatewayConfig(WORKER_APP, factory=True, workers=count, **_config(settings, options))
+    port = sock.getsockname()[1]
+    sockets = [sock, *(_bound(settings, port, reuse_port=True) for _ in range(count - 1))]
     with contextlib.suppress(KeyboardInterrupt):
-        Multiprocess(config, sockets=[sock]).run()
+        SpreadWorkers(config, sockets).run()
+
+
+class SpreadWorkers(Multiprocess):
+    """uvicorn's worker supervisor, with a listening socket of its own for each worker.
+
+    On one shared socket, whichever worker woke first accepted every connection waiting, so
+    clients that open their keep-alive connections at once could all end up on one worker
+    while the others idled. Sockets of one ``SO_REUSEPORT`` group are filled by the kernel by
+    a hash of each connection. The parent keeps every socket open, so connections sent to a
+    worker that died wait in its socket's queue for the worker started in its place.
+    The number of workers is fixed: SIGTTIN and SIGTTOU are refused.
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.processes_num = len(sockets)
+
+    def init_processes(self) -> None:
+        for sock in self.sockets:
+            process = Process(self.config, [sock])
+            process.start()
+            self.processes.append(process)
+
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's, with each worker started again on its own socket."""
+        if self.should_exit.is_set():
+            return
+        for idx, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                # It failed before serving: the app or the socket would fail the same again.
+                log.error("gateway.worker_failed_to_start", extra={"pid": process.pid})
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            log.info("gateway.worker_died", extra={"pid": process.pid})
+            process = Process(self.config, [self.sockets[idx]])
+            process.start()
+            self.processes[idx] = process
+
+    def restart_all(self) -> None:
+        """On SIGHUP: each worker replaced on its socket, the new one ready before the old ends."""
+        for idx, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = Process(self.config, [self.sockets[idx]])
+            new.start()
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                if not self.should_exit.is_set():
+                    log.error("gateway.worker_not_ready", extra={"pid": new.pid, "kept": old.pid})
+                return
+            old.terminate()
+            old.join()
+            self.processes[idx] = new
+
+    def handle_ttin(self) -> None:
+        log.warning("gateway.workers_fixed", extra={"workers": self.processes_num})
+
+    def handle_ttou(self) -> None:
+        log.warning("gateway.workers_fixed", extra={"workers": self.processes_num})
 
 
 def _config(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
