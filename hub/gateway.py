@@ -72,7 +72,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 
 def listen(settings: Settings) -> socket.socket:
     """The gateway's listening socket, taken now: a port in use (OSError) shows before
-    anything else starts, and nothing can take the port between this check and serving.
+    anything else starts, and it is held from this check until serving.
 
     With several workers it is the first of a group on the port (``SO_REUSEPORT``): each
     worker gets one of its own (:func:`serve`). The port is first taken without that option,

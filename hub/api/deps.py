@@ -107,9 +107,7 @@ def _called_from_memory(request: Request, scope: str) -> Partner | None:
             partner = cache.partner(principal.partner_id)
     except auth_cache.WouldLoad:
         return None
-    if partner is None or not partner.active:
-        raise Unauthenticated("the token's partner is not active", error="invalid_token")
-    return partner
+    return _active(partner if partner is not None and partner.active else None)
 
 
 def _called(session: Session, request: Request, scope: str) -> Partner:
@@ -177,7 +175,11 @@ def audit_read(
 
 def partner_of(session: Session, principal: Principal) -> Partner:
     """The active partner a validated token speaks for (from the gateway's cache, no query)."""
-    partner = active_partner_to_read(session, principal.partner_id)
+    return _active(active_partner_to_read(session, principal.partner_id))
+
+
+def _active(partner: Partner | None) -> Partner:
+    """The token's partner; none (absent or deactivated) refuses the token."""
     if partner is None:
         raise Unauthenticated("the token's partner is not active", error="invalid_token")
     return partner
