@@ -57,7 +57,7 @@ from hub.crypto.fields import load_keys, open_event
 from hub.db import unit_of_work
 from hub.deliveries import service
 from hub.events.service import processed_among
-from hub.kafka.rejoins import StalledJoinWatch
+from hub.kafka.rejoins import AssignmentWatch, StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy, load_policy
 from hub.routing import service as routing
@@ -122,7 +122,9 @@ class DeliveryRunner:
         topics = [self._settings.deliveries_topic(self.partner_id)]
         resets = PartitionResetGuard(self.name)
         stalls = StalledJoinWatch(self.name)
+        misassigned = AssignmentWatch(self.name)
         consumer = self._consumer_factory(topics, resets)
+        misassigned.attach(consumer)
         log.info("delivery.started", extra={"partner": self.partner_id})
         try:
             lag = LagMeter(self.name)
@@ -133,6 +135,7 @@ class DeliveryRunner:
                     commit_offsets(consumer, done, consumer_name=self.name)
                 resets.check(consumer)
                 stalls.check(consumer)
+                misassigned.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)

@@ -34,7 +34,7 @@ from hub import gauges, telemetry
 from hub.db import unit_of_work
 from hub.events.service import already_processed, mark_processed, processed_among
 from hub.kafka.cloudevents import CloudEventError, from_headers
-from hub.kafka.rejoins import StalledJoinWatch
+from hub.kafka.rejoins import AssignmentWatch, StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy
 from hub.runtime import WorkerStopped
@@ -136,7 +136,9 @@ class ConsumerRunner:
         topics = found
         resets = self._resets
         stalls = StalledJoinWatch(self.name)
+        misassigned = AssignmentWatch(self.name)
         consumer = self._consumer_factory(topics, resets)
+        misassigned.attach(consumer)
         log.info("consumer.started", extra={"consumer": self.name, "topics": topics})
         try:
             lag = LagMeter(self.name)
@@ -147,6 +149,7 @@ class ConsumerRunner:
                 topics = self._refresh(consumer, topics)
                 resets.check(consumer)
                 stalls.check(consumer)
+                misassigned.check(consumer)
                 lag.maybe_measure(consumer)
         finally:
             consumer.close(autocommit=False)

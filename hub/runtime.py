@@ -134,6 +134,7 @@ def build_relay(hub: Hub) -> Relay:
             hub.bootstrap_servers, s.topic_broker_epoch, security=hub.kafka_security
         ),
         settler=Settler(hub.session_factory, s),
+        all_topics=lambda: set(topic_plan(hub)),
     )
 
 

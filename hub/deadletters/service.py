@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.errors import Conflict, NotFound
+from hub.kafka.client import creating_topics
 from hub.kafka.security import KafkaSecurity
 from hub.outbox.models import OutboxEvent
 from hub.outbox.service import add_row, visible
@@ -66,8 +67,11 @@ def read_all(
         enable_auto_commit=False,
         client_id=f"{settings.kafka_client_id}.deadletters",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        allow_auto_create_topics=False,
         **security.client_options(),
     )
+    # Reading must not create the topic, with the broker's partition count, where there is none.
+    creating_topics(consumer, allowed=False)
     try:
         parts = consumer.partitions_for_topic(settings.topic_deadletter) or set()
         tps = [TopicPartition(settings.topic_deadletter, p) for p in sorted(parts)]

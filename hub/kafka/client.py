@@ -132,7 +132,9 @@ def make_producer(
         **security.client_options(),
     }
     config.update(overrides)
-    return KafkaProducer(**config)
+    producer = KafkaProducer(**config)
+    creating_topics(producer, allowed=config["allow_auto_create_topics"])
+    return producer
 
 
 def make_consumer(
@@ -173,8 +175,24 @@ def make_consumer(
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
+    creating_topics(consumer, allowed=config["allow_auto_create_topics"])
     consumer.subscribe(topics=topics, listener=listener)
     return consumer
+
+
+def creating_topics(client: KafkaConsumer | KafkaProducer, *, allowed: bool) -> None:
+    """Whether ``client``'s metadata requests ask the broker to create the topics they name.
+
+    kafka-python 3.0 accepts ``allow_auto_create_topics`` but builds the metadata cache that
+    makes those requests without it, so every request asks for creation: a broker that
+    obliges (the embedded one always does) creates a missing topic with its own default of
+    4 partitions. After the embedded broker restarted, a consumer's or producer's request
+    came first, and the topics came back with counts the hub never chose, changed again at
+    the next restart, and once left a consumer reading 4 of 6 partitions for good
+    (docs/chaos.md, finding 6). So the setting is put where the requests are made; a
+    client without that cache (another kafka-python) fails here rather than quietly."""
+    cluster = client._cluster if isinstance(client, KafkaConsumer) else client._metadata
+    cluster.config["allow_auto_create_topics"] = allowed
 
 
 def ensure_topics(

@@ -74,8 +74,12 @@ class Relay:
         wakeup: threading.Event | None = None,
         broker_epoch: Callable[[], str] | None = None,
         settler: Settler | None = None,
+        all_topics: Callable[[], set[str]] | None = None,
     ) -> None:
         self._sessions = session_factory
+        #: Every topic the hub uses, created on meeting a broker (whose metadata requests from
+        #: the consumers would otherwise find them missing until the relay sends to each).
+        self._all_topics = all_topics
         self._producer_factory = producer_factory
         self._ensure_topics = ensure_topics
         self._broker_state = broker_state
@@ -151,6 +155,8 @@ class Relay:
         if self._epoch is not None or again:
             self._drop_producer()
             self._known_topics.clear()
+        if self._all_topics is not None:
+            self._ensure(self._all_topics())
         self._epoch = epoch
 
     def _drop_producer_if_broker_gone(self) -> None:

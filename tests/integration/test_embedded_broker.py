@@ -17,11 +17,15 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaTimeoutError
 
+from hub.deadletters.service import read_all
 from hub.kafka.client import broker_state, ensure_topics, make_consumer, make_producer, probe
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.kafka.embedded import EmbeddedBroker, Supervisor
 from hub.kafka.epoch import BrokerEpoch
+from hub.kafka.rejoins import AssignmentWatch
+from hub.settings import Settings
 from schemas.cloudevents import CloudEventAttributes, EventType
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -35,7 +39,7 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield running
 
 
-def _partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(topics)}
@@ -66,7 +70,7 @@ def test_ensure_topics_is_idempotent(broker: EmbeddedBroker) -> None:
     topics = {TOPIC: 3, "hub.deadletter.v1": 1}
     ensure_topics(broker.bootstrap_servers, topics)
     ensure_topics(broker.bootstrap_servers, {**topics, "hub.deliveries.ude.v1": 2})
-    counts = _partition_counts(broker.bootstrap_servers, [*topics, "hub.deliveries.ude.v1"])
+    counts = partition_counts(broker.bootstrap_servers, [*topics, "hub.deliveries.ude.v1"])
     assert counts == {TOPIC: 3, "hub.deadletter.v1": 1, "hub.deliveries.ude.v1": 2}
 
 
@@ -76,7 +80,62 @@ def test_concurrent_ensure_topics_all_succeed(broker: EmbeddedBroker) -> None:
         calls = [pool.submit(ensure_topics, broker.bootstrap_servers, topics) for _ in range(4)]
         for call in calls:
             call.result(timeout=30)
-    assert _partition_counts(broker.bootstrap_servers, list(topics)) == topics
+    assert partition_counts(broker.bootstrap_servers, list(topics)) == topics
+
+
+def test_the_hubs_clients_never_create_a_topic_by_asking_for_it(broker: EmbeddedBroker) -> None:
+    """Only ``ensure_topics`` creates topics, with the hub's partition counts. A metadata
+    request naming a missing topic (a consumer subscribed to it, a producer about to send to
+    it, the dead-letter reader) must not make the broker create it with its own default."""
+    consumer = make_consumer(broker.bootstrap_servers, group_id="it-missing", topics=["gone.v1"])
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # joins the group, refreshes metadata, fetches
+            consumer.poll(timeout_ms=200)
+    finally:
+        consumer.close()
+    producer = make_producer(broker.bootstrap_servers, max_block_ms=1000)
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.send("unmade.v1", value=b"{}").get(timeout=5)
+    finally:
+        producer.close(timeout=5)
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
+    assert read_all(broker.bootstrap_servers, settings) == []
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        made = set(admin.list_topics()) & {"gone.v1", "unmade.v1", settings.topic_deadletter}
+    finally:
+        admin.close()
+    assert made == set(), f"created on the side, with the broker's partition count: {made}"
+
+
+def test_a_consumer_that_joined_before_its_topic_existed_gets_the_topic_once_made(
+    broker: EmbeddedBroker,
+) -> None:
+    """After a broker restart the consumers may join before the relay has made their topics.
+    Once a topic exists, the leader assigns its partitions, but the embedded broker answers
+    with the assignment of the group's first sync (none); the watch has the member join anew."""
+    consumer = make_consumer(broker.bootstrap_servers, group_id="it-late", topics=["late.v1"])
+    watch = AssignmentWatch("it-late")
+    watch.attach(consumer)
+
+    def poll(seconds: float, *, watching: bool) -> set[int]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(consumer.assignment()) < 6:
+            consumer.poll(timeout_ms=200)
+            if watching:
+                watch.check(consumer)
+        return {tp.partition for tp in consumer.assignment()}
+
+    try:
+        assert poll(8, watching=False) == set()  # joined; the topic is not there
+        ensure_topics(broker.bootstrap_servers, {"late.v1": 6})
+        # The leader re-assigns with the new metadata; the broker hands back the old answer.
+        assert poll(5, watching=False) == set()
+        assert poll(20, watching=True) == set(range(6))
+    finally:
+        consumer.close()
 
 
 def test_hundred_records_with_headers_come_back_through_a_group(broker: EmbeddedBroker) -> None:

@@ -14,9 +14,11 @@ from hub.events.models import ProcessedEvent
 from hub.kafka.client import probe
 from hub.kafka.embedded import EmbeddedBroker
 from hub.outbox.models import OutboxEvent
+from hub.runtime import topic_plan
 from hub.timeline.models import TimelineEntry
 from tests.hubtest import STUDENT_REFERRAL, api_client
 from tests.integration.conftest import Running, wait_for
+from tests.integration.test_embedded_broker import partition_counts
 from tests.integration.test_referral_flow import read_topic
 
 pytestmark = pytest.mark.integration
@@ -203,3 +205,27 @@ def test_broker_restarted_while_the_relay_idles_gets_everything_once(
     broker.start()
     owed = _accept(running, 30, 100) - published_before
     _published_once(running, owed)
+
+
+def test_a_restarted_broker_gets_every_topic_back_with_the_hubs_partition_counts(
+    running: Running, broker: EmbeddedBroker
+) -> None:
+    """The in-memory broker forgets its topics. The relay creates every topic of the hub's
+    plan again on meeting it, with the plan's partition counts, also the topics it has
+    nothing to send to; the consumers asking for their topics meanwhile create none."""
+    running.start_relay()
+    running.start_consumer_thread("timeline")
+    _published_once(running, _accept(running, 5, 0))
+    broker.kill()
+    time.sleep(1)
+    broker.start()
+    plan = topic_plan(running.hub)
+    counts: dict[str, int] = {}
+
+    def every_topic_back() -> bool:
+        """every topic of the plan exists again"""
+        counts.update(partition_counts(broker.bootstrap_servers, list(plan)))
+        return all(counts.get(topic, 0) > 0 for topic in plan)
+
+    wait_for(every_topic_back, timeout=30)
+    assert counts == plan
