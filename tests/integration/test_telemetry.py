@@ -83,10 +83,14 @@ def test_one_referral_is_one_trace_across_kafka_and_metrics_follow(
     trace_id = server.context.trace_id
 
     def hops() -> list[ReadableSpan]:
-        """the partner call has ended in the referral's trace"""
+        """the partner call and the events topic's consumer have ended in the referral's trace"""
         mine = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
         calls = [s for s in mine if s.kind == SpanKind.CLIENT and "webhook" in _url(s)]
-        return mine if calls else []
+        # The delivery does not wait for the timeline consumer, which may join its group later.
+        read = [
+            s for s in mine if s.kind == SpanKind.CONSUMER and s.name == "process hub.events.v1"
+        ]
+        return mine if calls and read else []
 
     trace = wait_for(hops, timeout=30)
     names = {(s.kind, s.name) for s in trace}
