@@ -261,9 +261,9 @@ class Settings(BaseSettings):
     )
     # No partner's referral or status change waits for the router (they are routed at
     # acceptance), the timeline or the deadline consumer, so these may fetch less often
-    # (docs/operations.md, "Background fetch wait": why the default is still 10).
+    # (docs/operations.md, "Background fetch wait").
     kafka_background_fetch_max_wait_ms: int = Field(
-        10,
+        100,
         ge=1,
         le=500,
         description="The fetch wait of the router, timeline and deadline consumers.",

@@ -55,4 +55,4 @@ def test_every_consumer_is_placed() -> None:
 def test_the_defaults() -> None:
     settings = Settings()
     assert settings.kafka_fetch_max_wait_ms == 10
-    assert settings.kafka_background_fetch_max_wait_ms == 10
+    assert settings.kafka_background_fetch_max_wait_ms == 100
