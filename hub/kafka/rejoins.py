@@ -99,8 +99,8 @@ class AssignmentWatch:
     chaos scenario's drain gave up (docs/chaos.md, finding 10). kafka-python sees nothing
     wrong: its record of the assignment is the one it sent. Joining again under the same id
     changes nothing; leaving the group and joining as a new member gets the leader's
-    assignment (``tests/integration/test_embedded_broker.py``). Apache Kafka never answers
-    so; there the watch never acts.
+    assignment (``tests/integration/test_embedded_broker.py``). Apache Kafka starts a new
+    generation with every join round, so there the watch is not expected to act.
     """
 
     def __init__(
