@@ -189,7 +189,7 @@ def creating_topics(client: KafkaConsumer | KafkaProducer, *, allowed: bool) -> 
     4 partitions. After the embedded broker restarted, a consumer's or producer's request
     came first, and the topics came back with counts the hub never chose, changed again at
     the next restart, and once left a consumer reading 4 of 6 partitions for good
-    (docs/chaos.md, finding 6). So the setting is put where the requests are made; a
+    (docs/chaos.md, finding 10). So the setting is put where the requests are made; a
     client without that cache (another kafka-python) fails here rather than quietly."""
     cluster = client._cluster if isinstance(client, KafkaConsumer) else client._metadata
     cluster.config["allow_auto_create_topics"] = allowed
