@@ -129,6 +129,7 @@ def build_relay(hub: Hub) -> Relay:
         ),
         batch_size=s.relay_batch_size,
         poll_interval=s.relay_poll_interval_seconds,
+        linger=s.relay_linger_ms / 1000,
         wakeup=hub.outbox_written,
         broker_epoch=BrokerEpoch(
             hub.bootstrap_servers, s.topic_broker_epoch, security=hub.kafka_security

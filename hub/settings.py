@@ -88,6 +88,12 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = Field(500, ge=1)
     relay_poll_interval_seconds: float = Field(1.0, gt=0)
+    relay_linger_ms: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="Under load, the least time between the starts of two relay batches.",
+    )
     consumer_max_attempts: int = Field(5, ge=1)
     consumer_max_consecutive_deadletters: int = Field(50, ge=1)
     # A repeat of an event can arrive while its record is in a topic: at most 90 days (a dead
