@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -361,6 +362,16 @@ def table(results: dict[str, Outcome]) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run as Ctrl-C does: through the ``finally`` blocks that stop what it
+    started. ``hub up`` runs in a session of its own, so nothing else would stop it."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
     parser.add_argument("--short", action="store_true", help="small load, CI's scenarios")
@@ -446,4 +457,5 @@ def _report(
 
 if __name__ == "__main__":
     threading.current_thread().name = "chaos"
+    _stop_on_sigterm()
     sys.exit(main())
