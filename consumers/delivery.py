@@ -281,6 +281,7 @@ class DeliveryRunner:
 
         def record() -> None:
             with unit_of_work(self._sessions) as session:
+                delivered = 0
                 for item in items:
                     if item.event is not None and item.outcome == "held":
                         routing.hold(
@@ -301,6 +302,7 @@ class DeliveryRunner:
                             data=data,
                             settings=self._settings,
                         )
+                        delivered += 1
                     else:
                         service.record_rejected(
                             session,
@@ -311,6 +313,7 @@ class DeliveryRunner:
                             status_code=item.status_code,
                             settings=self._settings,
                         )
+                service.count_delivered(session, partner_id=self.partner_id, count=delivered)
 
         if stop.is_set():  # stopping in an outage: keep what the partner took, if we can
             try:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import CursorResult, event, select, text, update
+from sqlalchemy import CursorResult, bindparam, event, select, text, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from hub import staged
@@ -28,6 +28,12 @@ NONCE_BYTES = 12  # the 96-bit nonce GCM is specified for
 DEV_KEY_FILE = "master.key"
 REWRAP_BATCH = 500
 LOAD_BATCH = 500  # ids per query of load_many
+_KEYS = table_of(PersonKey)
+#: The live keys among some people: built once, a Core statement (the ORM's would cost a
+#: consumer's poll more than the query; only the ids change, as an expanding parameter).
+_LIVE_KEYS = select(_KEYS.c.person_id, _KEYS.c.wrapped_key, _KEYS.c.master_key_id).where(
+    _KEYS.c.person_id.in_(bindparam("ids", expanding=True)), _KEYS.c.erased_at.is_(None)
+)
 
 
 #: ``session.info`` key of the data keys unwrapped in the open transaction (see below).
@@ -130,12 +136,7 @@ class DbKeyStore:
         known = _unwrapped(self.session)
         wanted = sorted({p for p in person_ids if p and p not in known})
         for start in range(0, len(wanted), LOAD_BATCH):
-            rows = self.session.execute(
-                select(PersonKey.person_id, PersonKey.wrapped_key, PersonKey.master_key_id).where(
-                    PersonKey.person_id.in_(wanted[start : start + LOAD_BATCH]),
-                    PersonKey.erased_at.is_(None),
-                )
-            )
+            rows = self.session.execute(_LIVE_KEYS, {"ids": wanted[start : start + LOAD_BATCH]})
             for person_id, wrapped, kid in rows:
                 if wrapped is not None and kid is not None:
                     known[person_id] = self._unwrap(person_id, wrapped, kid)

@@ -7,16 +7,18 @@ the same event again, which the outbox's unique key then refuses to store twice.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hub.audit.service import record_at_commit
-from hub.db import utcnow
+from hub.db import table_of, utcnow
 from hub.deliveries.models import DeliveryState
-from hub.events.service import already_processed, attributes_for, mark_processed
+from hub.events.service import already_processed, attributes_for, stage_processed
 from hub.outbox.models import OutboxEvent
 from hub.outbox.service import add_event, visible
 from hub.settings import Settings
@@ -49,8 +51,12 @@ def record_delivered(
     data: dict[str, Any],
     settings: Settings,
 ) -> None:
-    """Mark the event delivered and emit ``referral.delivered``."""
-    mark_processed(session, consumer=consumer_name(partner_id), event_id=attrs.id)
+    """Mark the event delivered and emit ``referral.delivered``; the partner's counts follow
+    with :func:`count_delivered`, once for all the deliveries of a transaction."""
+    # Staged, not ORM rows: the mark, the audit record and the outcome event go to the
+    # database as one statement (hub.staged); the delivery consumer looks for its marks only
+    # in the next poll's transaction.
+    stage_processed(session, consumer=consumer_name(partner_id), event_id=attrs.id)
     audit_delivery(
         session, "delivery.delivered", partner_id, attrs.id, attrs.type, attrs.subject, data
     )
@@ -61,10 +67,42 @@ def record_delivered(
         attrs=attributes_for(EventType.REFERRAL_DELIVERED, outcome),
         data=outcome,
     )
-    state = _state(session, partner_id)
-    state.paused, state.paused_since, state.consecutive_failures = False, None, 0
-    state.last_success_at = utcnow()
-    state.delivered += 1
+
+
+def count_delivered(session: Session, *, partner_id: str, count: int) -> None:
+    """``count`` more deliveries to the partner, which therefore answers: not paused.
+
+    One statement, not a read of the state row and its update."""
+    if count <= 0:
+        return
+    session.flush()  # a state row this transaction created through the ORM goes first
+    session.execute(
+        _counting(session.get_bind().dialect.name),
+        {"partner_id": partner_id, "count": count, "now": utcnow()},
+    )
+
+
+@functools.cache
+def _counting(dialect: str) -> Executable:
+    """Built once per dialect: the values go in as parameters."""
+    table = table_of(DeliveryState)
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    healthy = {"paused": False, "paused_since": None, "consecutive_failures": 0}
+    stmt = dialect_insert(table).values(
+        partner_id=bindparam("partner_id", type_=table.c.partner_id.type),
+        delivered=bindparam("count", type_=table.c.delivered.type),
+        dead_lettered=0,
+        last_success_at=bindparam("now", type_=table.c.last_success_at.type),
+        **healthy,
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.partner_id],
+        set_={
+            **healthy,
+            "last_success_at": stmt.excluded.last_success_at,
+            "delivered": table.c.delivered + stmt.excluded.delivered,
+        },
+    )
 
 
 def record_rejected(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from kafka.structs import TopicPartition
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from connectors.base import DeliveryResult, OutboundMessage
 from consumers.delivery import DeliveryRunner
@@ -216,3 +216,30 @@ def test_stopping_in_an_outage_commits_only_up_to_the_first_unsettled_record(hub
     assert recorded(hub) == delivered, "what the partner took is recorded, not pushed again"
     with hub.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedEvent)) >= 3
+
+
+def test_a_delivered_poll_costs_two_reads_and_one_write_per_table(hub: Any) -> None:
+    """Two reads before the push (marks, keys); after it the mark, the audit record and the
+    outcome event go as staged rows (one executemany per table on SQLite, one statement on
+    PostgreSQL) and the partner's counts as one upsert, not a read and an update."""
+    run = runner(hub, Partner(), Producer())
+    tp = TopicPartition(TOPIC, 0)
+    run.settle({tp: [routed(0, "p_0")]}, threading.Event())  # the state row exists now
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.upper().startswith("BEGIN"):  # SQLite's own, not a statement of ours
+            statements.append(statement.split()[0].upper())
+
+    event.listen(hub.engine, "before_cursor_execute", note)
+    try:
+        assert run.settle({tp: [routed(1, "p_1")]}, threading.Event()) == {tp: 2}
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", note)
+    assert statements.count("SELECT") == 2, statements
+    assert statements.count("UPDATE") == 0, statements
+    assert len(statements) == 6, statements
+    with hub.session_factory() as s:
+        state = s.get(DeliveryState, PARTNER)
+        assert state is not None
+        assert (state.paused, state.delivered) == (False, 2)
