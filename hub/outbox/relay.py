@@ -34,7 +34,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub import telemetry
@@ -97,6 +97,9 @@ class Relay:
         #: Under load, the least time from one batch's start to the next (see ``_idle``).
         self._linger = linger
         self._batch_started = 0.0
+        # Built once: constructing a statement for every batch cost more than running it.
+        self._claim_plain = _PENDING.limit(batch_size)
+        self._claim_locked = self._claim_plain.with_for_update(skip_locked=True)
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set; back off while Kafka is unreachable."""
@@ -213,10 +216,7 @@ class Relay:
 
     def _claim(self, session: Session, *, lock: bool) -> list[Pending]:
         # Plain rows, not ORM objects: nothing reads them back, the mark is a Core update.
-        stmt = _PENDING.limit(self._batch_size)
-        if lock:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return list(session.execute(stmt))
+        return list(session.execute(self._claim_locked if lock else self._claim_plain))
 
     def _ensure(self, topics: set[str]) -> None:
         missing = topics - self._known_topics
@@ -316,11 +316,16 @@ def _mark(session: Session, rows: list[Pending]) -> None:
     # A Core update: the ORM's would also look for the rows among the session's objects and
     # set the time on each, and nothing reads them again.
     if rows:
-        ids = [r.id for r in rows]
-        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow()))
+        session.execute(_MARK, {"ids": [r.id for r in rows], "now": utcnow()})
 
 
 _OUTBOX = table_of(OutboxEvent)
+#: Rows published now; built once, the ids an expanding parameter.
+_MARK = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("now", type_=_OUTBOX.c.published_at.type))
+)
 #: What the relay sends of each unpublished row, in outbox order.
 _PENDING = (
     select(
