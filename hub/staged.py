@@ -210,6 +210,11 @@ def _plain_insert(table: Table) -> Executable:
     return insert(table)
 
 
+def insert_for(dialect: str) -> Any:
+    """The ``insert`` of a dialect's own (with ``on_conflict_do_*``): PostgreSQL's or SQLite's."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 @functools.cache
 def insert_if_absent(table: Table, dialect: str) -> Executable:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for one row of ``table``.
@@ -217,8 +222,7 @@ def insert_if_absent(table: Table, dialect: str) -> Executable:
     Built once per table: the values go in as parameters, so a request pays for binding them,
     not for constructing and cache-keying a new statement. RETURNING rather than rowcount:
     the driver reports -1 for inserts it returns rows of."""
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table).on_conflict_do_nothing()  # the table: no ORM bulk path
+    stmt = insert_for(dialect)(table).on_conflict_do_nothing()  # the table: no ORM bulk path
     return stmt.returning(*table.primary_key.columns)
 
 

@@ -12,9 +12,9 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Executable, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from hub import staged
 from hub.audit.service import record_at_commit
 from hub.db import table_of, utcnow
 from hub.deliveries.models import DeliveryState
@@ -86,9 +86,8 @@ def count_delivered(session: Session, *, partner_id: str, count: int) -> None:
 def _counting(dialect: str) -> Executable:
     """Built once per dialect: the values go in as parameters."""
     table = table_of(DeliveryState)
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     healthy = {"paused": False, "paused_since": None, "consecutive_failures": 0}
-    stmt = dialect_insert(table).values(
+    stmt = staged.insert_for(dialect)(table).values(
         partner_id=bindparam("partner_id", type_=table.c.partner_id.type),
         delivered=bindparam("count", type_=table.c.delivered.type),
         dead_lettered=0,

@@ -94,7 +94,8 @@ class Relay:
         self._epoch: str | None = None
         self._settler = settler
         self._settled_at = 0.0
-        #: Under load, the least time from one batch's start to the next (see ``_idle``).
+        #: Under load, the least time from one batch's start to the next
+        #: (``_linger_after_wakeup``).
         self._linger = linger
         self._batch_started = 0.0
         # Built once: constructing a statement for every batch cost more than running it.
