@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.pool import NullPool
 
 from hub.events.models import ProcessedEvent
 from hub.kafka.client import probe
@@ -60,15 +63,32 @@ def _request_many(running: Running, total: int) -> None:
             )
 
 
+def _run_in_slices(
+    proc: subprocess.Popen[bytes], done: Callable[[], bool], *, timeout: float = 60.0
+) -> None:
+    """Let ``proc`` run a few milliseconds at a time, stopped in between, until ``done()``.
+
+    ``done`` is asked only while the process is stopped, and the process is left stopped, so
+    what it saw still holds when the caller kills it: however late this process is scheduled,
+    the consumer cannot run on to the end of the stream between a look and the kill."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
+        proc.send_signal(signal.SIGSTOP)
+        if done():
+            return
+        assert proc.poll() is None, f"the consumer exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+
+
 @pytest.mark.hub_settings(kafka_max_poll_records=5)
 def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Running) -> None:
-    # A consumer commits a whole poll (here up to 5 records) at once, so the 3,000 events
-    # take it 600 transactions: room for two kills before the end, even when this process
-    # looks late. (With 25 records a poll a fast host applied all of them in well under a
-    # second, and one pause of this process let the stream end between two looks.) How
-    # many polls land before the signal depends on the machine, so only the first kill
-    # must interrupt the stream; a second one that comes too late still restarts a
-    # consumer.
+    # A consumer commits a whole poll (here up to 5 records) at once, and its Kafka offsets
+    # after that. It runs in slices of a few milliseconds, stopped while this test looks, and
+    # is killed while stopped: at whatever point of a poll the last slice ended, which is
+    # mid-stream however fast the host or however late this process. The first kill must
+    # interrupt the stream; a second one that comes too late still restarts a consumer.
     total = 3000
     _request_many(running, total)
     running.start_relay()
@@ -84,11 +104,19 @@ def test_killed_consumer_loses_nothing_and_applies_nothing_twice(running: Runnin
         )
     )
 
+    # The hub's SQLite sessions begin with BEGIN IMMEDIATE, which would wait for the lock a
+    # stopped consumer holds; a plain engine reads beside it (WAL) as PostgreSQL does anyway.
+    reader = create_engine(running.hub.engine.url, poolclass=NullPool)
+
+    def rows_read_aside() -> int:
+        with reader.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(TimelineEntry)) or 0)
+
     kills = []
     for _ in range(2):
         proc = running.spawn("consume", "timeline")
         before = timeline_rows(running)
-        wait_for(lambda b=before: timeline_rows(running) > min(b + 20, total - 1), interval=0.01)
+        _run_in_slices(proc, lambda b=before: rows_read_aside() > min(b + 20, total - 1))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         kills.append(timeline_rows(running))
