@@ -223,6 +223,10 @@ def runner_rate(
         for p in procs:
             stop(p)
     if count < n:
+        # The logs go with the temporary directory: what the processes said is printed here.
+        for i in range(processes):
+            lines = (log_dir / f"{name}-{i}.log").read_text(errors="replace").splitlines()
+            print(f"--- last lines of {name}-{i}.log:", *lines[-15:], sep="\n", flush=True)
         raise RuntimeError(f"{name}: only {count} of {n} processed")
     return {
         "events": n,
