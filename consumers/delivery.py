@@ -57,6 +57,7 @@ from hub.crypto.fields import load_keys, open_event
 from hub.db import unit_of_work
 from hub.deliveries import service
 from hub.events.service import processed_among
+from hub.kafka.client import consumer_group
 from hub.kafka.rejoins import AssignmentWatch, StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
 from hub.policy.model import Policy, load_policy
@@ -204,7 +205,7 @@ class DeliveryRunner:
     def _push_chain(self, chain: list[Item], stop: threading.Event) -> None:
         """One person's events in order; stop at the first that could not be settled."""
         for item in chain:
-            with consume_span(item.record, group=self.name):
+            with consume_span(item.record, group=consumer_group(self._settings, self.name)):
                 self._push(item, stop)
             if item.outcome is None:
                 return

@@ -17,7 +17,7 @@ from consumers import deadlines, inbox, router, timeline
 from consumers.delivery import DeliveryRunner
 from consumers.runner import ConsumerRunner, Handler, until_database_answers
 from hub.bootstrap import Hub
-from hub.kafka.client import make_consumer, make_producer
+from hub.kafka.client import consumer_group, make_consumer, make_producer
 from hub.partners.service import partner_ids, push_partners
 from hub.settings import Settings
 
@@ -66,7 +66,7 @@ def consumer_factory(name: str, hub: Hub) -> Callable[[list[str], Any], Any]:
     def make(topics: list[str], listener: Any = None) -> Any:
         return make_consumer(
             hub.bootstrap_servers,
-            group_id=f"hub.{name}",
+            group_id=consumer_group(settings, name),
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             fetch_max_wait_ms=fetch_wait_ms(name, settings),
@@ -155,7 +155,7 @@ def _delivery_runner(
     def consumer_factory(topics: list[str], listener: Any = None) -> Any:
         return make_consumer(
             hub.bootstrap_servers,
-            group_id=f"hub.delivery.{partner_id}",
+            group_id=consumer_group(settings, f"delivery.{partner_id}"),
             topics=topics,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,

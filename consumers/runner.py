@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub import gauges, telemetry
 from hub.db import unit_of_work
 from hub.events.service import already_processed, mark_processed, processed_among
+from hub.kafka.client import consumer_group
 from hub.kafka.cloudevents import CloudEventError, from_headers
 from hub.kafka.rejoins import AssignmentWatch, StalledJoinWatch
 from hub.kafka.resets import PartitionResetGuard
@@ -231,7 +232,7 @@ class ConsumerRunner:
                 for record, event, mark in zip(records, events, marks, strict=True):
                     if (mark, event.attrs.id) in done or self._passed_by(event):
                         continue
-                    with consume_span(record, group=self.name):
+                    with consume_span(record, group=consumer_group(self._settings, self.name)):
                         self._handler(event, context)
                         mark_processed(session, consumer=mark, event_id=event.attrs.id)
                     done.add((mark, event.attrs.id))
@@ -247,7 +248,7 @@ class ConsumerRunner:
 
     def _apply(self, record: Any, stop: threading.Event) -> bool:
         """Apply one record (in a consumer span continuing the producer's trace)."""
-        with consume_span(record, group=self.name):
+        with consume_span(record, group=consumer_group(self._settings, self.name)):
             applied = self._apply_traced(record, stop)
         if applied:
             telemetry.metrics().events_consumed.add(1, {"consumer": self.name})
@@ -361,9 +362,9 @@ def until_database_answers(stop: threading.Event, action: Callable[[], None], *,
 def consume_span(record: Any, *, group: str) -> Any:
     """A consumer span whose parent is the publish span named in the record's headers.
 
-    ``group`` is the consumer's name; its Kafka group id is ``hub.<name>``
-    (consumers/registry.py), which is what the span reports. The record key (a person
-    pseudonym) stays out of the span: traces leave the hub for the Collector and its backend.
+    ``group`` is the consumer's Kafka group id (``hub.kafka.client.consumer_group``). The
+    record key (a person pseudonym) stays out of the span: traces leave the hub for the
+    Collector and its backend.
     """
     return telemetry.span(
         f"process {record.topic}",
@@ -376,7 +377,7 @@ def consume_span(record: Any, *, group: str) -> Any:
             "messaging.destination.name": record.topic,
             "messaging.destination.partition.id": str(record.partition),
             "messaging.kafka.offset": record.offset,
-            "messaging.consumer.group.name": f"hub.{group}",
+            "messaging.consumer.group.name": group,
         },
     )
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     deliveries_partitions: int = Field(3, ge=1)
     kafka_session_timeout_ms: int = Field(6000, ge=1000)
     kafka_client_id: str = "talent-hub"
+    # Consumer groups are <prefix>.<consumer> and <prefix>.delivery.<partner>: two hubs that
+    # share a Kafka cluster (their topics renamed with HUB_TOPIC_*) need their own groups.
+    kafka_group_prefix: str = Field("hub", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How every Kafka client of the hub talks to the brokers."
     )

@@ -7,13 +7,16 @@ import socket
 import ssl
 import struct
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from hub.kafka.security import PLAINTEXT, KafkaSecurity
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,11 @@ def make_producer(
     producer = KafkaProducer(**config)
     creating_topics(producer, allowed=config["allow_auto_create_topics"])
     return producer
+
+
+def consumer_group(settings: Settings, name: str) -> str:
+    """The Kafka consumer group of the consumer ``name`` (``timeline``, ``delivery.<partner>``)."""
+    return f"{settings.kafka_group_prefix}.{name}"
 
 
 def make_consumer(

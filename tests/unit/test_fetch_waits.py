@@ -1,4 +1,5 @@
-"""Which consumers take the short fetch wait and which the longer one of the background."""
+"""Which consumers take the short fetch wait and which the longer one of the background; the
+consumer groups' names."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from consumers import registry
 from hub.bootstrap import Hub, bootstrap
+from hub.kafka.client import consumer_group
 from hub.settings import Settings
 
 
@@ -56,3 +59,36 @@ def test_the_defaults() -> None:
     settings = Settings()
     assert settings.kafka_fetch_max_wait_ms == 10
     assert settings.kafka_background_fetch_max_wait_ms == 100
+
+
+def _group_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> str:
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(registry, "make_consumer", lambda *a, **kw: made.append(kw))
+    registry.consumer_factory(name, hub)(["hub.events.v1"], None)
+    (options,) = made
+    group: str = options["group_id"]
+    return group
+
+
+def test_consumer_groups_carry_the_configured_prefix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two hubs on one Kafka cluster keep apart: each names its groups with its prefix, and
+    consumer spans report the same id (``consume_span``)."""
+    default = bootstrap(Settings(data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9"))
+    assert _group_of(monkeypatch, default, "timeline") == "hub.timeline"
+    staging = bootstrap(
+        Settings(
+            data_dir=tmp_path / "staging",
+            kafka_bootstrap_servers="127.0.0.1:9",
+            kafka_group_prefix="staging-hub",
+        )
+    )
+    assert _group_of(monkeypatch, staging, "timeline") == "staging-hub.timeline"
+    assert consumer_group(staging.settings, "delivery.ihk-fosa") == "staging-hub.delivery.ihk-fosa"
+
+
+@pytest.mark.parametrize("prefix", ["", "hub timeline", "hub/x", ".hub"])
+def test_a_group_prefix_kafka_would_refuse_is_refused_at_start(prefix: str) -> None:
+    with pytest.raises(ValidationError, match="kafka_group_prefix"):
+        Settings(kafka_group_prefix=prefix)
