@@ -18,7 +18,10 @@ For the hub targets also the server's CPU per accepted referral (the gateway and
 processes, during the measured seconds) and the SQL statements of one referral, counted on
 the same database in this process (SQLAlchemy ``before_cursor_execute``, SQLite's BEGIN left
 out) for a warm token and a request like the load's: a new person with a partner reference
-and an ``Idempotency-Key``.
+and an ``Idempotency-Key``. In the same seconds: every PostgreSQL process's CPU per accepted
+request, and how busy the whole machine was (``machine CPU %``, of 100 per core): a target
+whose server process stays below one core while the machine has cores to spare is limited by
+that process, one that fills the machine by everything sharing it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from tests.benchmarks.common import (
     own_cpu_seconds,
     percentile,
     postgres_available,
+    postgres_cpu_seconds,
     postgres_database,
     spawn,
     stop,
@@ -207,13 +211,19 @@ def load(
     ]
     server_cpu = None
     server_seconds = None
+    postgres_seconds = None
+    machine_cpu = None
     with multiprocessing.get_context("spawn").Pool(generators) as pool:
         pending = pool.map_async(_generator, jobs)
         if server_pid is not None:
             time.sleep(max(0.0, start_at + warmup - time.time()))
             before = tree_cpu_seconds(server_pid)
+            postgres_before = postgres_cpu_seconds()
+            machine_before = machine_busy_seconds()
             time.sleep(max(0.0, start_at + warmup + duration - time.time()))
             server_seconds = tree_cpu_seconds(server_pid) - before
+            postgres_seconds = postgres_cpu_seconds() - postgres_before
+            machine_cpu = round(100 * (machine_busy_seconds() - machine_before) / duration)
             server_cpu = round(100 * server_seconds / duration)
         parts = pending.get()
     latencies = [x for p in parts for x in p["latencies"]]
@@ -232,7 +242,21 @@ def load(
         "server_cpu_ms_per_request": (
             1000 * server_seconds / len(latencies) if server_seconds and latencies else None
         ),
+        "postgres_cpu_ms_per_request": (
+            1000 * postgres_seconds / len(latencies)
+            if postgres_seconds is not None and latencies
+            else None
+        ),
+        "machine_cpu_percent": machine_cpu,
     }
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine spent on anything but idling (/proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def statements_per_referral(hub: Hub, partners: Partners) -> int:
@@ -290,7 +314,8 @@ def run_target(
         f"{name}: {result['per_second']:.0f}/s p50={result['p50_ms']:.1f} ms "
         f"server cpu/request={cpu_ms if cpu_ms is None else round(cpu_ms, 2)} ms "
         f"p99={result['p99_ms']:.1f} ms errors={result['errors']} "
-        f"gen cpu={result['generator_cpu_percent']}% server cpu={result['server_cpu_percent']}%",
+        f"gen cpu={result['generator_cpu_percent']}% server cpu={result['server_cpu_percent']}% "
+        f"machine cpu={result['machine_cpu_percent']}%",
         flush=True,
     )
     return result
@@ -381,6 +406,8 @@ def main() -> None:
             "gen CPU %",
             "server CPU %",
             "server CPU ms/referral",
+            "PostgreSQL CPU ms/referral",
+            "machine CPU %",
             "SQL statements/referral",
         ],
         [
@@ -393,6 +420,8 @@ def main() -> None:
                 "+".join(str(c) for c in r["generator_cpu_percent"]),
                 r["server_cpu_percent"],
                 r.get("server_cpu_ms_per_request"),
+                r.get("postgres_cpu_ms_per_request"),
+                r.get("machine_cpu_percent"),
                 r.get("statements_per_referral"),
             ]
             for r in results
