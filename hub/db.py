@@ -17,7 +17,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from hub import staged
+from hub import jsontext, staged
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -62,6 +62,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     own shortening of long parameters can cut a redaction marker off and leave a secret's
     tail behind."""
     kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("json_serializer", jsontext.text)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         path = engine.url.database

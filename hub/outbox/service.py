@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from hub import staged, telemetry
+from hub import jsontext, staged, telemetry
 from hub.db import table_of, utcnow
 from hub.kafka.cloudevents import to_headers
 from hub.outbox.models import OutboxEvent
@@ -45,7 +44,7 @@ def json_row(*, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]) -
         topic=topic,
         key=attrs.partitionkey,
         headers=[[name, value.decode()] for name, value in to_headers(attrs)],
-        value=json.dumps(data, separators=(",", ":")),
+        value=jsontext.text(data),
     )
 
 

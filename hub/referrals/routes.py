@@ -7,9 +7,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from hub import jsontext
 from hub.api.deps import (
     Call,
     CatalogueDep,
@@ -73,7 +74,7 @@ async def create_referral(
     request: Request,
     call: Annotated[Call, Depends(writing_caller("referrals:write"))],
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Accepted (202) once the referral and its event are durably stored together."""
     settings, catalogue, policy = configured(request)
     partner = call.partner
@@ -158,7 +159,7 @@ async def change_status(
     request: Request,
     call: Annotated[Call, Depends(writing_caller("status:write"))],
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Apply a lifecycle transition; the wrong party or an illegal move is a 409."""
     settings, catalogue, policy = configured(request)
     partner = call.partner
@@ -194,11 +195,11 @@ async def _keyed(
     key: str | None,
     fingerprint: str,
     action: Callable[[Session], Answer],
-) -> JSONResponse:
+) -> Response:
     """``action`` once per ``Idempotency-Key``, committed with other requests' work."""
     partner_id = call.partner.id
 
-    def unit(shared: Session) -> JSONResponse:
+    def unit(shared: Session) -> Response:
         return _once(shared, request, partner_id, key, fingerprint, lambda: action(shared))
 
     return await commit_together(request, call.rows, unit)
@@ -211,7 +212,7 @@ def _once(
     key: str | None,
     fingerprint: str,
     action: Callable[[], Answer],
-) -> JSONResponse:
+) -> Response:
     try:
         answer = run_first(
             session, partner_id=partner_id, key=key, fingerprint=fingerprint, action=action
@@ -225,6 +226,11 @@ def _once(
     return _respond(answer)
 
 
-def _respond(answer: Answer) -> JSONResponse:
+def _respond(answer: Answer) -> Response:
     headers = {"Location": answer.location} if answer.location else None
-    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+    return Response(
+        jsontext.encode(answer.body),
+        status_code=answer.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
