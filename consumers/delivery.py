@@ -105,6 +105,7 @@ class DeliveryRunner:
     ) -> None:
         self.partner_id = partner_id
         self.name = service.consumer_name(partner_id)
+        self._group = consumer_group(settings, self.name)
         self._connector = connector
         self._deliverer = deliverer
         self._sessions = session_factory
@@ -205,7 +206,7 @@ class DeliveryRunner:
     def _push_chain(self, chain: list[Item], stop: threading.Event) -> None:
         """One person's events in order; stop at the first that could not be settled."""
         for item in chain:
-            with consume_span(item.record, group=consumer_group(self._settings, self.name)):
+            with consume_span(item.record, group=self._group):
                 self._push(item, stop)
             if item.outcome is None:
                 return

@@ -101,6 +101,7 @@ class ConsumerRunner:
         prepare: Prepare | None = None,
     ) -> None:
         self.name = name
+        self._group = consumer_group(settings, name)
         self._prepare = prepare
         #: Events the handler has no work on are passed by: not handled, not marked, and a
         #: poll of nothing else costs no transaction (the router and events routed at
@@ -232,7 +233,7 @@ class ConsumerRunner:
                 for record, event, mark in zip(records, events, marks, strict=True):
                     if (mark, event.attrs.id) in done or self._passed_by(event):
                         continue
-                    with consume_span(record, group=consumer_group(self._settings, self.name)):
+                    with consume_span(record, group=self._group):
                         self._handler(event, context)
                         mark_processed(session, consumer=mark, event_id=event.attrs.id)
                     done.add((mark, event.attrs.id))
@@ -248,7 +249,7 @@ class ConsumerRunner:
 
     def _apply(self, record: Any, stop: threading.Event) -> bool:
         """Apply one record (in a consumer span continuing the producer's trace)."""
-        with consume_span(record, group=consumer_group(self._settings, self.name)):
+        with consume_span(record, group=self._group):
             applied = self._apply_traced(record, stop)
         if applied:
             telemetry.metrics().events_consumed.add(1, {"consumer": self.name})

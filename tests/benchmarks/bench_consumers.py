@@ -343,9 +343,9 @@ def scale(
 
         # Each step in a group of its own. The embedded broker (Tansu 0.6) can keep a group
         # whose leader left during a rebalance in that generation, naming the gone leader:
-        # the next step's members then wait as followers for its assignment, for a minute
-        # and a half in one run and more than the 600 s timeout in another
-        # (docs/performance.md). Apache Kafka elects a new leader.
+        # the next step's members then wait as followers for its assignment: 86 s in one
+        # run, about three minutes in another (docs/performance.md). Apache Kafka elects a
+        # new leader.
         r = runner_rate(
             hub,
             {**env, "HUB_TOPIC_EVENTS": dst, "HUB_KAFKA_GROUP_PREFIX": f"bench-scale-{k}"},

@@ -45,6 +45,7 @@ from hub.kafka.client import ensure_topics
 from hub.kafka.embedded import EmbeddedBroker
 from tests.benchmarks.common import (
     free_port,
+    machine_busy_seconds,
     own_cpu_seconds,
     percentile,
     postgres_available,
@@ -249,14 +250,6 @@ def load(
         ),
         "machine_cpu_percent": machine_cpu,
     }
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores of this machine spent on anything but idling (/proc/stat)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def statements_per_referral(hub: Hub, partners: Partners) -> int:

@@ -27,11 +27,17 @@ def hub(tmp_path: Path) -> Hub:
     return bootstrap(settings)
 
 
-def _fetch_wait_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> int:
+def _options_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> dict[str, Any]:
+    """What ``make_consumer`` is given for the consumer ``name``."""
     made: list[dict[str, Any]] = []
     monkeypatch.setattr(registry, "make_consumer", lambda *a, **kw: made.append(kw))
     registry.consumer_factory(name, hub)(["hub.events.v1"], None)
     (options,) = made
+    return options
+
+
+def _fetch_wait_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> int:
+    options = _options_of(monkeypatch, hub, name)
     assert options["max_poll_records"] == 25
     wait: int = options["fetch_max_wait_ms"]
     return wait
@@ -62,19 +68,14 @@ def test_the_defaults() -> None:
 
 
 def _group_of(monkeypatch: pytest.MonkeyPatch, hub: Hub, name: str) -> str:
-    made: list[dict[str, Any]] = []
-    monkeypatch.setattr(registry, "make_consumer", lambda *a, **kw: made.append(kw))
-    registry.consumer_factory(name, hub)(["hub.events.v1"], None)
-    (options,) = made
-    group: str = options["group_id"]
+    group: str = _options_of(monkeypatch, hub, name)["group_id"]
     return group
 
 
 def test_consumer_groups_carry_the_configured_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Two hubs on one Kafka cluster keep apart: each names its groups with its prefix, and
-    consumer spans report the same id (``consume_span``)."""
+    """Two hubs on one Kafka cluster keep apart: each names its groups with its prefix."""
     default = bootstrap(Settings(data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9"))
     assert _group_of(monkeypatch, default, "timeline") == "hub.timeline"
     staging = bootstrap(
