@@ -6,7 +6,8 @@ trip and a pass through SQLAlchemy's execution machinery; staged here, they go a
 statement of data-modifying CTEs (``WITH w0 AS (INSERT …), w1 AS (INSERT …) SELECT …``), in
 the order they were staged. PostgreSQL checks the statement's foreign keys when the statement
 ends, so a row may reference one staged before it in the same statement. SQLite has no
-data-modifying CTEs: there, each table's rows are one executemany, in the same order.
+data-modifying CTEs: there, each table's rows are one executemany, in the same order
+except that a table's rows wait for those of tables they reference.
 
 Staged rows are written by the next :func:`write` (unless :func:`held`), before the ORM's
 next flush (a query's autoflush or the commit's), or at commit; a rollback drops them with the
@@ -130,7 +131,7 @@ def _write(session: Session, claim: Claim | None) -> bool:
         return True
     # Before the ORM's pending rows, which may reference these (a consent its person).
     with session.no_autoflush:
-        for table, rows in parts:
+        for table, rows in _referenced_first(parts):
             session.execute(_plain_insert(table), rows)
         if claim is None:
             return True
@@ -147,8 +148,9 @@ Part = tuple[Table, list[dict[str, Any]]]
 
 
 def _by_table(parts: list[Part]) -> list[Part]:
-    # A table's rows go together, at the place of its first rows: rows a transaction stages
-    # reference rows of tables it staged before (a referral its person), never after.
+    # A table's rows go together, at the place of its first rows: rows a unit of work stages
+    # reference rows of tables it staged before (a referral its person), never after. (Where
+    # the tables go one at a time, :func:`_referenced_first` keeps that across units.)
     merged: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for table, rows in parts:
         merged.setdefault((table, tuple(rows[0])), []).extend(rows)
@@ -203,6 +205,31 @@ _CLAIMED, _FIXED = -1, -2
 #: One parameter of the numbered statement: (part or _CLAIMED or _FIXED, row, column, the
 #: fixed value, the column type's bind processor).
 Step = tuple[int, int, str, Any, Callable[[Any], Any] | None]
+
+
+def _referenced_first(parts: list[Part]) -> list[Part]:
+    """The parts in the order staged, except that a table's rows wait for those of the
+    tables they reference. Rows staged by units of work one after the other need not come so
+    (a referral for a known person stages no person, a new person's does: merged by table,
+    the second's referral would come before its person)."""
+    present = {table for table, _rows in parts}
+    written: set[Table] = set()
+    ordered: list[Part] = []
+    waiting = list(parts)
+    while waiting:
+        for i, (table, _rows) in enumerate(waiting):
+            if all(t in written or t not in present or t is table for t in _references(table)):
+                ordered.append(waiting.pop(i))
+                written.add(table)
+                break
+        else:  # tables referencing each other: as staged
+            return ordered + waiting
+    return ordered
+
+
+@functools.cache
+def _references(table: Table) -> frozenset[Table]:
+    return frozenset(key.column.table for key in table.foreign_keys)
 
 
 @functools.cache

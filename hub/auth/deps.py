@@ -28,6 +28,7 @@ from hub.auth.tokens import Principal, TokenValidator
 from hub.commits import CommitGroup
 from hub.db import finish
 from hub.errors import Unauthenticated
+from hub.people.service import references_late
 from hub.settings import Settings
 
 T = TypeVar("T")
@@ -106,10 +107,15 @@ async def commit_together(request: Request, rows: Staged, work: Callable[[Sessio
     (``HUB_GATEWAY_GROUP_COMMIT=1``) the work runs and commits in a transaction of its own.
     """
 
-    def unit(shared: Session) -> T:
+    def attempt(shared: Session) -> T:
         for table, staged_rows in rows:
             staged.stage(shared, table, staged_rows)
         return work(shared)
+
+    def unit(shared: Session) -> T:
+        # A new person's reference goes with the work's other rows; if it was taken, the
+        # work runs again after a rollback (hub.people.service.references_late).
+        return references_late(shared, lambda: attempt(shared))
 
     group: CommitGroup | None = getattr(request.app.state, "commit_group", None)
     if group is None:

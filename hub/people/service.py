@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from hub import staged
@@ -18,8 +25,16 @@ from hub.people.models import Person, PersonReference
 from hub.people.names import reference_key
 from schemas.messages import PersonIn
 
+T = TypeVar("T")
+
 # Built once: a request binds its values instead of constructing a statement.
 _PEOPLE = table_of(Person)
+_REFERENCES = table_of(PersonReference)
+# The unique key a reference written late collides with when another request introduced it.
+_TAKEN = "uq_person_references_partner_id_reference"
+# session.info: the caller runs its work again if a reference written late was taken
+# (:func:`references_late`); the (partner, reference) pairs staged so, for the hints.
+_LATE = "hub.people.references_late"
 _BY_REFERENCE = (
     select(Person)
     .join(PersonReference, PersonReference.person_id == Person.id)
@@ -44,16 +59,115 @@ def resolve_person(session: Session, *, partner_id: str, person: PersonIn) -> Pe
     names is read. Two requests racing to introduce one reference so agree on one person
     (the second waits for the first's outcome), and a new person costs no look-up. The
     reference's foreign key to the person is checked at commit, after the person is written.
+    Inside :func:`references_late` the reference is instead written with the person's rows,
+    and a request that finds it taken runs again, claiming first.
     """
     if person.id:
         return _named(session, partner_id, person)
     pid = new_pseudonym()
-    if not person.partner_reference or _link(session, pid, partner_id, person.partner_reference):
+    reference = person.partner_reference
+    late: list[tuple[str, str]] | None = session.info.get(_LATE)
+    if (
+        reference
+        and late is not None
+        and not known_references(session).holds(partner_id, reference)
+    ):
+        # Written with the person's rows, in the same statement (hub.staged): a plain insert
+        # that fails if the reference is taken, and then the caller runs again, claiming first.
+        staged.stage(session, _REFERENCES, [_reference_row(pid, partner_id, reference)])
+        late.append((partner_id, reference))
+        return _create(session, person, pid)
+    if not reference or _link(session, pid, partner_id, reference):
         return _create(session, person, pid)
     linked = _by_reference(session, partner_id, person.partner_reference)
     if linked is None:  # pragma: no cover - the insert just found the reference
         raise Conflict("person.partner_reference changed meanwhile; retry")
     return linked
+
+
+def references_late(session: Session, work: Callable[[], T]) -> T:
+    """``work()``, with a new person's partner reference written together with the person's
+    other rows instead of claimed in a statement of its own first: on PostgreSQL one
+    statement and one round trip fewer per new person.
+
+    If such a reference turns out taken (a request before introduced it, or one running now
+    committed it first), the statement fails on the reference's unique key. The transaction is
+    then rolled back (in a shared transaction the others run again alone, hub.commits) and
+    ``work()`` runs once more the way :func:`resolve_person` always did on its own: claim
+    first, then read the person the reference names. ``work`` must stage again whatever it
+    needs after a rollback. Outside this block, and on SQLite (one writer at a time, no
+    combined statement), a reference is claimed first.
+
+    References seen taken or written are remembered in this process, for each database (a
+    bounded set of keyed digests, not the references: :func:`known_references`), so that a
+    partner's next referral for the same person claims first instead of failing once.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return work()
+    known = known_references(session)
+    late: list[tuple[str, str]] = []
+    session.info[_LATE] = late
+    try:
+        result = work()
+        # What is staged is written here, inside, where a taken reference can be caught.
+        staged.write(session)
+    except IntegrityError as exc:
+        if not late or getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != _TAKEN:
+            raise
+        session.rollback()
+    else:
+        known.add(late)
+        return result
+    finally:
+        session.info.pop(_LATE, None)
+    known.add(late)
+    return work()
+
+
+class _KnownReferences:
+    """(partner, reference) pairs seen taken or written, as keyed digests, the most recent
+    ``most``: a hint only. A pair missing costs a request one failed statement, a pair held
+    wrongly one statement more."""
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._key = secrets.token_bytes(32)  # never leaves the process
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _digest(self, partner_id: str, reference: str) -> bytes:
+        pair = f"{partner_id}\x00{reference}".encode()
+        return hashlib.blake2b(pair, key=self._key, digest_size=16).digest()
+
+    def holds(self, partner_id: str, reference: str) -> bool:
+        return self._digest(partner_id, reference) in self._seen
+
+    def add(self, pairs: list[tuple[str, str]]) -> None:
+        digests = [self._digest(partner, reference) for partner, reference in pairs]
+        with self._lock:
+            for digest in digests:
+                self._seen[digest] = None
+                self._seen.move_to_end(digest)
+            while len(self._seen) > self._most:
+                self._seen.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+_KNOWN: weakref.WeakKeyDictionary[Engine, _KnownReferences] = weakref.WeakKeyDictionary()
+_KNOWN_LOCK = threading.Lock()
+
+
+def known_references(session: Session) -> _KnownReferences:
+    """The references this process saw taken in the session's database."""
+    engine = session.get_bind().engine
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(engine)
+        if known is None:
+            known = _KNOWN[engine] = _KnownReferences(most=20_000)
+    return known
 
 
 def _named(session: Session, partner_id: str, person: PersonIn) -> Person:
@@ -124,11 +238,16 @@ def _by_reference(session: Session, partner_id: str, reference: str | None) -> P
 
 def _link(session: Session, person_id: str, partner_id: str, reference: str) -> bool:
     """Link the partner's reference to the person; False if the reference is taken."""
-    row = {
+    return insert_if_absent(
+        session, PersonReference, _reference_row(person_id, partner_id, reference)
+    )
+
+
+def _reference_row(person_id: str, partner_id: str, reference: str) -> dict[str, object]:
+    return {
         "person_id": person_id,
         "partner_id": partner_id,
         "reference": reference,
         "reference_key": reference_key(reference),
         "created_at": utcnow(),
     }
-    return insert_if_absent(session, PersonReference, row)

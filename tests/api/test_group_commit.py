@@ -34,6 +34,8 @@ from hub.bootstrap import Hub
 from hub.commits import CommitGroup
 from hub.db import unit_of_work
 from hub.outbox.models import OutboxEvent
+from hub.people.models import Person, PersonReference
+from hub.people.service import known_references
 from hub.referrals.models import Referral
 from tests.hubtest import STUDENT_REFERRAL, Partners, data_points, make_hub
 
@@ -184,6 +186,42 @@ def test_a_failing_request_takes_none_of_the_others_with_it(world, measured) -> 
         total = session.scalar(select(func.count()).select_from(Referral))
     assert stored == 4  # A, the keyed one, B, D; the repeat is the keyed one
     assert total == 1 + 4  # and the warm-up: nothing twice, nothing of the refused one
+
+
+def test_a_reference_found_taken_in_a_shared_transaction_takes_none_of_the_others_with_it(
+    world, measured
+) -> None:  # type: ignore[no-untyped-def]
+    hub, partners, app = world
+    (earlier,) = together(app, partners, [post(referral("GC-TAKEN"))])
+    # As if another gateway process had introduced it: this one has not seen the reference.
+    with hub.session_factory() as session:
+        known_references(session).clear()
+    people = count(hub, select(func.count()).select_from(Person))
+    answers = together(
+        app,
+        partners,
+        [post(referral("GC-H")), post(referral("GC-TAKEN")), post(referral("GC-I"))],
+    )
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert answers[1].json()["person_id"] == earlier.json()["person_id"]
+    separated = sum(p.value for p in data_points(measured, "hub.gateway.commit.separated"))
+    if hub.engine.dialect.name == "postgresql":
+        # The second's statement, writing the reference with a new person, failed on the
+        # reference's key: the shared transaction was rolled back and each ran alone; the
+        # second claimed first and found the earlier person.
+        assert separated == 1
+    else:
+        # SQLite claims first: the second found the person at once. The three's rows, a
+        # table at a time, went in the order of the foreign keys (the third's person before
+        # its referral, though the second staged a referral and no person), all together.
+        assert separated == 0
+    ids = [a.json()["id"] for a in answers]
+    stored = count(hub, select(func.count()).select_from(Referral).where(Referral.id.in_(ids)))
+    assert stored == 3
+    # And the two warm-ups (one per ``together``) and the earlier one: nothing twice.
+    assert count(hub, select(func.count()).select_from(Referral)) == 2 + 1 + 3
+    assert count(hub, select(func.count()).select_from(Person)) == people + 2
+    assert count(hub, select(func.count()).select_from(PersonReference)) == people + 2
 
 
 def test_requests_that_read_what_the_caches_lack_do_not_block_the_shared_transaction(

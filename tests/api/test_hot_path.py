@@ -31,6 +31,8 @@ from hub.bootstrap import Hub
 from hub.db import unit_of_work
 from hub.errors import Unauthenticated
 from hub.partners.service import add_client, deactivate_partner, revoke_client
+from hub.people.models import Person, PersonReference
+from hub.people.service import known_references
 from hub.referrals.models import Referral
 from tests.conftest import PG_URL
 from tests.hubtest import STUDENT_REFERRAL, Partners, api_client, make_hub
@@ -101,21 +103,23 @@ def test_a_referral_for_a_new_person_costs_at_most_eight_statements(world: Any) 
     with Statements(hub) as counted:
         r = client.post("/v1/referrals", json=referral("ES-NEW-1"), headers=headers)
     assert r.status_code == 202, r.text
-    # First the reference is claimed: an insert that does nothing if the partner already uses
-    # it. A new person costs no look-up: the claim tells.
-    assert inserts_into(counted.sent[0]) == ["person_references"]
+    # A new person costs no look-up.
     assert not [s for s in counted.sent if s.startswith("SELECT")]
-    rest = counted.sent[1:]
     if hub.engine.dialect.name == "postgresql":
-        # Then everything else in one statement (hub.staged): the call's audit record, the
-        # person's key, the person, its search entries (one multi-row insert), the referral,
-        # its history and its outbox rows. The relay's wake-up is not in the transaction:
-        # a NOTIFY there would make every commit wait for the others' (hub.outbox.notify).
-        assert len(rest) == 1, counted.sent
-        assert inserts_into(rest[0]) == WRITTEN
+        # Everything in one statement (hub.staged): the call's audit record, the partner's
+        # reference (a plain insert: had another request introduced it, the statement would
+        # fail and the request run again, claiming first), the person's key, the person, its
+        # search entries (one multi-row insert), the referral, its history and its outbox
+        # rows. The relay's wake-up is not in the transaction: a NOTIFY there would make
+        # every commit wait for the others' (hub.outbox.notify).
+        assert len(counted.sent) == 1, counted.sent
+        assert inserts_into(counted.sent[0]) == [WRITTEN[0], "person_references", *WRITTEN[1:]]
     else:
-        # SQLite has no data-modifying CTEs: one statement per table, in the same order.
-        assert [table for s in rest for table in inserts_into(s)] == WRITTEN
+        # First the reference is claimed: an insert that does nothing if the partner already
+        # uses it. SQLite has no data-modifying CTEs: then one statement per table, in the
+        # same order.
+        assert inserts_into(counted.sent[0]) == ["person_references"]
+        assert [table for s in counted.sent[1:] for table in inserts_into(s)] == WRITTEN
     assert not [s for s in counted.sent if "notify" in s.lower()]
     assert len(counted.sent) <= 8
     # The search index key came from memory after the first use.
@@ -184,6 +188,47 @@ def test_a_referral_for_a_known_person_reads_it_once(world: Any) -> None:
     assert len(counted.sent) == (4 if hub.engine.dialect.name == "postgresql" else 7)
 
 
+def test_a_reference_another_process_introduced_costs_one_failed_statement_and_nothing_else(
+    world: Any,
+) -> None:
+    hub, partners, client = world
+    headers = bearer(partners, client)
+    first = client.post("/v1/referrals", json=referral("ES-ELSEWHERE-1"), headers=headers)
+    assert first.status_code == 202, first.text
+
+    def rows() -> tuple[int, int, int, int]:
+        with unit_of_work(hub.session_factory) as session:
+            return tuple(  # type: ignore[return-value]
+                int(session.scalar(select(func.count()).select_from(model)) or 0)
+                for model in (Referral, Person, PersonReference, AuditRecord)
+            )
+
+    # As if another gateway process had introduced the reference: this one has not seen it.
+    with hub.session_factory() as session:
+        known_references(session).clear()
+    before = rows()
+    with Statements(hub) as counted:
+        r = client.post("/v1/referrals", json=referral("ES-ELSEWHERE-1"), headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["person_id"] == first.json()["person_id"]
+    grown = [b - a for a, b in zip(before, rows(), strict=True)]
+    if hub.engine.dialect.name == "postgresql":
+        # The statement writing the reference with a new person failed on its unique key and
+        # was rolled back; the request ran again, claimed first and read the person.
+        failed, *again = counted.sent
+        assert "person_references" in inserts_into(failed) and "people" in inserts_into(failed)
+        assert inserts_into(again[0]) == ["person_references"]
+        assert "ON CONFLICT DO NOTHING" in again[0]
+        assert len(again) == 4, again
+    # One referral, no person, no reference; the same audit records as a request for a
+    # person this process knows (the referral's and the call's): none of the failed run's.
+    assert grown[:3] == [1, 0, 0]
+    known = rows()
+    again = client.post("/v1/referrals", json=referral("ES-ELSEWHERE-1"), headers=headers)
+    assert again.status_code == 202, again.text
+    assert grown[3] == rows()[3] - known[3] > 0
+
+
 def test_an_idempotency_key_costs_no_statement_more_on_postgresql_and_answers_repeats(
     world: Any,
 ) -> None:
@@ -198,8 +243,13 @@ def test_an_idempotency_key_costs_no_statement_more_on_postgresql_and_answers_re
     assert len(keyed) == 1 and "ON CONFLICT DO NOTHING" in keyed[0]
     assert not keyed[0].startswith("SELECT")
     if hub.engine.dialect.name == "postgresql":
-        assert len(counted.sent) == 2, counted.sent
-        assert inserts_into(keyed[0]) == [*WRITTEN, "idempotency_records"]
+        assert len(counted.sent) == 1, counted.sent
+        assert inserts_into(keyed[0]) == [
+            WRITTEN[0],
+            "person_references",
+            *WRITTEN[1:],
+            "idempotency_records",
+        ]
     else:
         assert len(counted.sent) == 9, counted.sent
         assert inserts_into(keyed[0]) == ["idempotency_records"]
