@@ -109,8 +109,10 @@ def references_late(session: Session, work: Callable[[], T]) -> T:
     session.info[_LATE] = late
     try:
         result = work()
-        # What is staged is written here, inside, where a taken reference can be caught.
-        staged.write(session)
+        if late:
+            # Written here, inside, where a reference found taken can be caught (other rows
+            # may wait for a later statement, as without this block).
+            staged.write(session)
     except IntegrityError as exc:
         if not late or getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != _TAKEN:
             raise
