@@ -163,12 +163,12 @@ _KNOWN_LOCK = threading.Lock()
 
 
 def known_references(session: Session) -> _KnownReferences:
-    """The references this process saw taken in the session's database."""
+    """The references this process saw written or taken in the session's database."""
     engine = session.get_bind().engine
-    with _KNOWN_LOCK:
-        known = _KNOWN.get(engine)
-        if known is None:
-            known = _KNOWN[engine] = _KnownReferences(most=20_000)
+    known = _KNOWN.get(engine)
+    if known is None:
+        with _KNOWN_LOCK:
+            known = _KNOWN.get(engine) or _KNOWN.setdefault(engine, _KnownReferences(20_000))
     return known
 
 

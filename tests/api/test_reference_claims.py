@@ -170,3 +170,20 @@ def test_outside_references_late_or_on_sqlite_a_reference_is_claimed_first(hub: 
     else:
         assert len(late) == 1 and "ON CONFLICT" in late[0]
     assert _counts(hub) == (2, 2)
+
+
+def test_a_process_remembers_references_only_as_keyed_digests_and_only_the_last_ones(
+    hub: Hub,
+) -> None:
+    with hub.session_factory() as session:
+        known = known_references(session)
+    known.clear()
+    known.add([("ude", "M-80"), ("ude", "M-81")])
+    assert known.holds("ude", "M-80") and not known.holds("ude", "M-82")
+    kept = list(known._seen)
+    assert len(kept) == 2 and all(len(d) == 16 for d in kept)
+    assert not [d for d in kept if b"M-8" in d or b"ude" in d]
+    bounded = service._KnownReferences(most=2)
+    bounded.add([("ude", "M-80"), ("ude", "M-81"), ("ude", "M-82")])
+    assert not bounded.holds("ude", "M-80")
+    assert bounded.holds("ude", "M-81") and bounded.holds("ude", "M-82")
