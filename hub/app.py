@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypedDict
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from connectors.egress import EgressPolicy, guarded_client
@@ -38,12 +39,25 @@ Authenticate with OAuth 2.0 client credentials at `/oauth/token`; send the acces
 """
 
 
+#: FastAPI's own OpenTelemetry support, switched off: :func:`create_app` instruments the app.
+NO_NATIVE_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "auto_configure": False,  # not even from FASTAPI_OTEL_AUTO_CONFIGURE: hub.telemetry does
+}
+
+
 def create_app(hub: Hub, *, kafka_check: Callable[[], bool]) -> FastAPI:
     """The gateway app for one process's wired parts."""
     app = FastAPI(
         title="Talent Hub partner API",
         version="1.0.0",
         description=DESCRIPTION,
+        # The hub instruments the app itself, with its own providers (below). FastAPI's own
+        # telemetry would add a second server span under OpenTelemetry's global providers
+        # (opentelemetry-instrument), and asks whether they are set on every request.
+        telemetry=NO_NATIVE_TELEMETRY,
         **docs_urls(hub.settings),
     )
     app.state.hub = hub
