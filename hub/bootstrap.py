@@ -15,7 +15,7 @@ from hub.crypto.fields import MASTER_KEYS
 from hub.crypto.keystore import master_keys_from
 from hub.db import make_engine, make_session_factory
 from hub.kafka.security import PLAINTEXT, KafkaSecurity
-from hub.outbox.notify import Notifier
+from hub.outbox.notify import MIN_NOTIFY_SPACING, Notifier
 from hub.outbox.service import NOTIFY_CHANNEL
 from hub.policy.model import Policy, load_policy
 from hub.settings import Settings
@@ -65,7 +65,10 @@ def bootstrap(settings: Settings) -> Hub:
 
     notifier = None
     if engine.dialect.name == "postgresql":
-        notifier = Notifier(settings.resolved_database_url, NOTIFY_CHANNEL)
+        # No more often than the relay starts batches under load: a wake-up sooner is one
+        # more transaction in this process and in PostgreSQL that the relay waits out anyway.
+        spacing = max(settings.relay_linger_ms / 1000, MIN_NOTIFY_SPACING)
+        notifier = Notifier(settings.resolved_database_url, NOTIFY_CHANNEL, spacing=spacing)
 
     def after_commit(session: Session) -> None:
         if session.info.pop("outbox_written", False):

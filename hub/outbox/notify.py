@@ -60,6 +60,10 @@ def subscribe(
                 on_listening(False)
 
 
+#: Seconds between two NOTIFYs of a :class:`Notifier` at least.
+MIN_NOTIFY_SPACING = 0.002
+
+
 class Notifier:
     """Sends ``NOTIFY channel`` after commits, in a transaction of its own, from a thread.
 
@@ -75,7 +79,12 @@ class Notifier:
     """
 
     def __init__(
-        self, database_url: str, channel: str, *, spacing: float = 0.002, idle: float = 10.0
+        self,
+        database_url: str,
+        channel: str,
+        *,
+        spacing: float = MIN_NOTIFY_SPACING,
+        idle: float = 10.0,
     ) -> None:
         self._conninfo = make_url(database_url).set(drivername="postgresql")
         self._channel = channel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +18,8 @@ from sqlalchemy.engine import make_url
 
 from hub.bootstrap import Hub
 from hub.outbox.notify import Notifier
+from hub.outbox.service import NOTIFY_CHANNEL
+from tests.hubtest import STUDENT_REFERRAL, api_client, make_hub
 
 
 def listener(hub: Hub, channel: str) -> psycopg.Connection:
@@ -70,3 +73,30 @@ def test_an_idle_notifier_ends_its_thread_and_a_later_wake_up_still_arrives(pg_h
         assert received(conn, 1.0) == 1
     finally:
         conn.close()
+
+
+def test_a_gateways_notifications_come_no_more_often_than_the_relay_starts_batches(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Under load the relay starts a batch at most every ``HUB_RELAY_LINGER_MS``; a wake-up
+    sooner would be one more transaction in the gateway and in PostgreSQL for nothing."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite's relay runs in the writing process")
+    hub, partners = make_hub(database_url, tmp_path, relay_linger_ms=200)
+    conn = listener(hub, NOTIFY_CHANNEL)
+    try:
+        with api_client(hub) as client:
+            headers = partners.headers(client, "ude")
+            started, accepted = time.monotonic(), 0
+            while time.monotonic() - started < 0.5:
+                r = client.post("/v1/referrals", json=STUDENT_REFERRAL, headers=headers)
+                assert r.status_code == 202, r.text
+                accepted += 1
+            spent = time.monotonic() - started
+        got = received(conn, 0.5)
+    finally:
+        conn.close()
+        hub.engine.dispose()
+    assert accepted >= 10, accepted  # each committed, and each woke the notifier
+    # One at once, then at most one per 200 ms, the last after the loop: within 0.5 s more.
+    assert 1 <= got <= 2 + spent / 0.2, (got, accepted)
