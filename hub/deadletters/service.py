@@ -22,7 +22,7 @@ from hub.errors import Conflict, NotFound
 from hub.kafka.client import creating_topics
 from hub.kafka.security import KafkaSecurity
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_row, visible
+from hub.outbox.service import OutboxRow, add_row, visible
 from hub.partners.models import Partner
 from hub.settings import Settings
 from schemas.catalogue import Catalogue
@@ -112,7 +112,7 @@ def _parse(record: Any, settings: Settings) -> DeadLetter:
     )
 
 
-def replay(session: Session, *, letter: DeadLetter, catalogue: Catalogue) -> OutboxEvent:
+def replay(session: Session, *, letter: DeadLetter, catalogue: Catalogue) -> OutboxRow:
     """Re-publish one dead letter to its original topic, after checking it again."""
     if letter.recipient is not None:
         _check_route(session, letter, catalogue)
@@ -129,7 +129,7 @@ def replay(session: Session, *, letter: DeadLetter, catalogue: Catalogue) -> Out
     headers = [[k, v.decode(errors="replace")] for k, v in letter.headers if k != "ce_replay"] + [
         ["ce_replay", str(replay_no)]
     ]
-    row = OutboxEvent(
+    row = OutboxRow(
         event_id=event_id,
         topic=letter.original_topic,
         key=letter.key.decode() if letter.key else None,

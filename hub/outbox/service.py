@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,11 +18,26 @@ from schemas.cloudevents import CloudEventAttributes
 NOTIFY_CHANNEL = "hub_outbox"
 
 
+@dataclass(slots=True)
+class OutboxRow:
+    """An outbox row to be staged (:func:`add_rows`): the columns an :class:`OutboxEvent`
+    is written with. Not an ORM object: staged rows are written as Core rows, and an
+    instance of the mapped class would cost its instrumentation on every attribute."""
+
+    event_id: str
+    topic: str
+    key: str | None
+    headers: list[list[str]]
+    value: str
+    replay: int = 0
+    created_at: datetime | None = None
+
+
 def add_event(
     session: Session, *, topic: str, attrs: CloudEventAttributes, data: BaseModel
-) -> OutboxEvent:
+) -> OutboxRow:
     """Stage an event for publication; it leaves only if the transaction commits."""
-    row = OutboxEvent(
+    row = OutboxRow(
         event_id=attrs.id,
         topic=topic,
         key=attrs.partitionkey,
@@ -32,14 +49,14 @@ def add_event(
 
 def add_json(
     session: Session, *, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]
-) -> OutboxEvent:
+) -> OutboxRow:
     """Stage an event whose data is already a JSON object (e.g. a recipient's projection)."""
     return add_row(session, json_row(topic=topic, attrs=attrs, data=data))
 
 
-def json_row(*, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]) -> OutboxEvent:
+def json_row(*, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]) -> OutboxRow:
     """An outbox row for JSON event data, not yet staged (see ``add_rows``)."""
-    return OutboxEvent(
+    return OutboxRow(
         event_id=attrs.id,
         topic=topic,
         key=attrs.partitionkey,
@@ -48,13 +65,13 @@ def json_row(*, topic: str, attrs: CloudEventAttributes, data: dict[str, Any]) -
     )
 
 
-def add_row(session: Session, row: OutboxEvent) -> OutboxEvent:
+def add_row(session: Session, row: OutboxRow) -> OutboxRow:
     """Stage a prepared outbox row (e.g. a replayed dead letter)."""
     add_rows(session, [row])
     return row
 
 
-def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
+def add_rows(session: Session, rows: list[OutboxRow]) -> None:
     """Stage prepared outbox rows, in this order.
 
     Each row keeps the current trace context, so the relay's publish continues this trace.
@@ -87,10 +104,25 @@ def add_rows(session: Session, rows: list[OutboxEvent]) -> None:
     # transaction writes them first (see ``visible``). The commit wakes the relay
     # (hub.bootstrap): in this process directly, in others by a NOTIFY sent after it
     # (hub.outbox.notify.Notifier).
-    for row in rows:
-        row.created_at = row.created_at or utcnow()
-        row.replay = row.replay or 0
-    staged.stage(session, _OUTBOX, [{key: getattr(row, key) for key in _COLUMNS} for row in rows])
+    now = utcnow()
+    staged.stage(
+        session,
+        _OUTBOX,
+        [
+            {
+                "event_id": row.event_id,
+                "topic": row.topic,
+                "key": row.key,
+                "headers": row.headers,
+                "value": row.value,
+                "created_at": row.created_at or now,
+                "published_at": None,
+                "settled_at": None,
+                "replay": row.replay,
+            }
+            for row in rows
+        ],
+    )
     if first:
         staged.write(session)
 
@@ -104,7 +136,6 @@ def visible(session: Session) -> None:
     staged.write(session)
 
 
-_OUTBOX = table_of(OutboxEvent)
 # The rows' ids are not read back: nothing in the transaction needs them, and asking for
 # them in order would split the statement per row.
-_COLUMNS = tuple(c.key for c in _OUTBOX.columns if c.key != "id")
+_OUTBOX = table_of(OutboxEvent)

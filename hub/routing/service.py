@@ -22,7 +22,7 @@ from hub.inbox.service import consumer_name as inbox_consumer_name
 from hub.inbox.service import put as put_in_inbox
 from hub.kafka.cloudevents import from_headers, to_headers
 from hub.outbox.models import OutboxEvent
-from hub.outbox.service import add_row, json_row, visible
+from hub.outbox.service import OutboxRow, add_row, json_row, visible
 from hub.policy.model import Policy, Route
 from hub.policy.parties import route_between
 from hub.policy.projection import project
@@ -165,7 +165,7 @@ def copy_row(
     data: dict[str, Any],
     recipient: str,
     route: Route,
-) -> OutboxEvent:
+) -> OutboxRow:
     """The outbox row of the recipient's minimised copy, on its delivery topic (not staged)."""
     routed = attrs.model_copy(update={"extensions": {**attrs.extensions, "recipient": recipient}})
     copy = project(attrs.type, data, route, recipient=recipient)
@@ -191,7 +191,7 @@ def at_acceptance(
     attrs: CloudEventAttributes,
     data: dict[str, Any],
     route: Route | None = None,
-) -> list[OutboxEvent]:
+) -> list[OutboxRow]:
     """Route a referral event in the transaction that makes it (design §8).
 
     Returns the event's own row, marked ``ROUTED`` so that the router leaves it alone, and
