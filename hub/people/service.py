@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from hub import staged
 from hub.crypto.fields import seal_value
@@ -224,11 +224,9 @@ def _create(session: Session, person: PersonIn, pid: str) -> Person:
         birth_date=birth,
         new=True,
     )
-    # Known to the session as the row just written, without reading it back.
-    created = Person(**values)
-    make_transient_to_detached(created)
-    session.add(created)
-    return created
+    # The row as staged, not known to the session: it is written with the transaction's
+    # next statement, and nothing in this transaction looks the new person up.
+    return Person(**values)
 
 
 def _by_reference(session: Session, partner_id: str, reference: str | None) -> Person | None:
