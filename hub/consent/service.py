@@ -30,36 +30,14 @@ def grant(
     notice_language: str,
     by: str,
     shared_with_purposes: list[str] | None = None,
+    person_resolved: bool = False,
 ) -> Consent:
-    """Record a consent the person gave (the evidence stays where it was signed)."""
-    if session.get(Person, person_id) is None:
+    """Record a consent the person gave (the evidence stays where it was signed).
+
+    ``person_resolved``: the caller just found or created the person (a new one is staged,
+    not yet written, and so not to be looked up); otherwise the id is checked."""
+    if not person_resolved and session.get(Person, person_id) is None:
         raise InvalidInput(f"no person {person_id}", field="person_id")
-    return _grant(
-        session,
-        person_id=person_id,
-        purpose=purpose,
-        partners=partners,
-        granted_on=granted_on,
-        evidence_reference=evidence_reference,
-        notice_language=notice_language,
-        by=by,
-        shared_with_purposes=shared_with_purposes,
-    )
-
-
-def _grant(
-    session: Session,
-    *,
-    person_id: str,
-    purpose: str,
-    partners: list[str],
-    granted_on: date,
-    evidence_reference: str,
-    notice_language: str,
-    by: str,
-    shared_with_purposes: list[str] | None,
-) -> Consent:
-    """:func:`grant` for a person known to exist."""
     if purpose not in purposes():
         raise InvalidInput(f"unknown purpose {purpose!r}", field="purpose", allowed=purposes())
     unknown = sorted(p for p in set(partners) if session.get(Partner, p) is None)
@@ -106,8 +84,7 @@ def record(session: Session, *, body: ConsentCreate, by: Partner) -> Consent:
             "the recording partner must be among the partners covered", field="partners"
         )
     person = resolve_person(session, partner_id=by.id, person=body.person)
-    # Found or just created (staged, not yet written: not to be looked up).
-    return _grant(
+    return grant(
         session,
         person_id=person.id,
         purpose=body.purpose,
@@ -117,6 +94,7 @@ def record(session: Session, *, body: ConsentCreate, by: Partner) -> Consent:
         notice_language=body.notice_language,
         by=by.id,
         shared_with_purposes=list(body.shared_with_purposes),
+        person_resolved=True,
     )
 
 
