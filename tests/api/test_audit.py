@@ -28,7 +28,7 @@ from hub.audit.merkle import Frontier, leaf_hash
 from hub.audit.models import AuditCheckpoint, AuditKey, AuditRecord
 from hub.audit.note import Checkpoint
 from hub.audit.sequencer import Sequencer
-from hub.audit.service import leaf_bytes, list_records, record
+from hub.audit.service import leaf_bytes, list_records, record, record_rows
 from hub.audit.verify import VerifyReport, verify
 from hub.bootstrap import Hub
 from hub.crypto.keystore import master_keys_from
@@ -356,6 +356,23 @@ def test_ids_codes_and_counts_are_accepted(hub_and_partners: Any) -> None:
         )
     with pytest.raises(ValueError, match="actor_type"), hub.session_factory() as session:
         record(session, actor_type="admin", actor="x", action="api.call")
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"route": "/v1/referrals", "method": "POST"},  # an API call's: text only
+        {"zone": "Straße", "area": "Ruhr"},
+        {"referrals": ("r_2", "r_1"), "count": 2, "route": "/v1/timeline"},
+    ],
+)
+def test_details_are_stored_as_their_json_copy_with_sorted_keys(details: dict[str, Any]) -> None:
+    _table, [row] = record_rows(
+        actor_type="partner", actor="ude", action="api.call", details=details
+    )
+    copy = json.loads(json.dumps(details, sort_keys=True))
+    assert row["details"] == copy
+    assert list(row["details"]) == sorted(details)
 
 
 def test_a_rotated_key_signs_from_then_on_and_old_checkpoints_still_verify(
