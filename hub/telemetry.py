@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,8 @@ _tracer_provider: trace.TracerProvider = NoOpTracerProvider()
 _meter_provider: Any = NoOpMeterProvider()
 _measured = False
 _instruments: Instruments | None = None
+#: Engines made in this process, to be instrumented when spans come to be recorded.
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 #: Histogram buckets in seconds for every duration the hub records: a partner answers in tens
 #: of milliseconds to tens of seconds; the SDK's defaults (0 … 10000) put everything in le=5.
@@ -129,8 +132,12 @@ def configure(
                 provider.add_span_processor(processor)
             _tracer_provider = provider
             _instrument_httpx(provider)
+            for engine in list(_engines):
+                _listen(engine)
         else:
             _tracer_provider = NoOpTracerProvider()
+            for engine in list(_engines):
+                _unlisten(engine)
         _meter_provider = MeterProvider(
             resource=resource, metric_readers=readers, views=latency_views()
         )
@@ -215,6 +222,8 @@ def reset() -> None:
         if isinstance(_meter_provider, MeterProvider):
             _meter_provider.shutdown()
         _tracer_provider = NoOpTracerProvider()
+        for engine in list(_engines):
+            _unlisten(engine)
         _meter_provider = NoOpMeterProvider()
         _instruments = None
         _measured = False
@@ -316,30 +325,59 @@ def span(
 
 
 def instrument_engine(engine: Engine) -> None:
-    """A client span around every SQL statement (no parameters: they may be personal data)."""
-    system = engine.dialect.name
+    """A client span around every SQL statement (no parameters: they may be personal data),
+    while spans are recorded.
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
-        if isinstance(_tracer_provider, NoOpTracerProvider):
-            return
-        operation = statement.lstrip().split(" ", 1)[0].upper()
-        ctx._hub_span = tracer().start_span(
-            f"{operation} {system}",
-            kind=SpanKind.CLIENT,
-            attributes={"db.system": system, "db.operation": operation},
-        )
-        ctx._hub_started = time.monotonic()
+    The listeners are attached only then (now, or by a later :func:`configure`): any listener
+    on the engine costs SQLAlchemy an event dispatch per statement, recorded or not."""
+    with _lock:
+        _engines.add(engine)
+        if not isinstance(_tracer_provider, NoOpTracerProvider):
+            _listen(engine)
 
-    @event.listens_for(engine, "after_cursor_execute")
-    def _end(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
-        current = getattr(ctx, "_hub_span", None)
-        if current is not None:
-            current.end()
 
-    @event.listens_for(engine, "handle_error")
-    def _error(context: Any) -> None:
-        current = getattr(context.execution_context, "_hub_span", None)
-        if current is not None:
-            current.record_exception(context.original_exception)
-            current.end()
+def _statement_started(
+    conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool
+) -> None:
+    system = conn.dialect.name
+    operation = statement.lstrip().split(" ", 1)[0].upper()
+    ctx._hub_span = tracer().start_span(
+        f"{operation} {system}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": system, "db.operation": operation},
+    )
+    ctx._hub_started = time.monotonic()
+
+
+def _statement_ended(
+    conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool
+) -> None:
+    current = getattr(ctx, "_hub_span", None)
+    if current is not None:
+        current.end()
+
+
+def _statement_failed(context: Any) -> None:
+    current = getattr(context.execution_context, "_hub_span", None)
+    if current is not None:
+        current.record_exception(context.original_exception)
+        current.end()
+
+
+_STATEMENT_EVENTS = (
+    ("before_cursor_execute", _statement_started),
+    ("after_cursor_execute", _statement_ended),
+    ("handle_error", _statement_failed),
+)
+
+
+def _listen(engine: Engine) -> None:
+    for name, listener in _STATEMENT_EVENTS:
+        if not event.contains(engine, name, listener):
+            event.listen(engine, name, listener)
+
+
+def _unlisten(engine: Engine) -> None:
+    for name, listener in _STATEMENT_EVENTS:
+        if event.contains(engine, name, listener):
+            event.remove(engine, name, listener)
