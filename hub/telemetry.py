@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -132,12 +131,9 @@ def configure(
                 provider.add_span_processor(processor)
             _tracer_provider = provider
             _instrument_httpx(provider)
-            for engine in list(_engines):
-                _listen(engine)
         else:
             _tracer_provider = NoOpTracerProvider()
-            for engine in list(_engines):
-                _unlisten(engine)
+        _trace_statements(bool(processors))
         _meter_provider = MeterProvider(
             resource=resource, metric_readers=readers, views=latency_views()
         )
@@ -222,8 +218,7 @@ def reset() -> None:
         if isinstance(_meter_provider, MeterProvider):
             _meter_provider.shutdown()
         _tracer_provider = NoOpTracerProvider()
-        for engine in list(_engines):
-            _unlisten(engine)
+        _trace_statements(False)
         _meter_provider = NoOpMeterProvider()
         _instruments = None
         _measured = False
@@ -346,7 +341,6 @@ def _statement_started(
         kind=SpanKind.CLIENT,
         attributes={"db.system": system, "db.operation": operation},
     )
-    ctx._hub_started = time.monotonic()
 
 
 def _statement_ended(
@@ -369,6 +363,15 @@ _STATEMENT_EVENTS = (
     ("after_cursor_execute", _statement_ended),
     ("handle_error", _statement_failed),
 )
+
+
+def _trace_statements(on: bool) -> None:
+    """Attach (``on``) or remove the statement listeners on every engine of this process."""
+    for engine in list(_engines):
+        if on:
+            _listen(engine)
+        else:
+            _unlisten(engine)
 
 
 def _listen(engine: Engine) -> None:
