@@ -51,6 +51,10 @@ def subscribe(
                     for notice in conn.notifies(timeout=1.0, stop_after=1):
                         on_message(notice.payload)
         except psycopg.Error as exc:
+            if stop.is_set():
+                # Told to stop while waiting: a connection ended meanwhile (the database
+                # shutting down with the process) is no failure to report.
+                return
             # Callers still work without (the relay polls, caches expire); listening
             # resumes when the database is back.
             log.warning("notify.listen_failed", extra={"channel": channel, "error": repr(exc)})

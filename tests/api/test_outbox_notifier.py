@@ -8,6 +8,7 @@ process still wakes on commit (tests/integration/test_consumers.py).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hub.bootstrap import Hub
-from hub.outbox.notify import Notifier
+from hub.outbox.notify import Notifier, subscribe
 from hub.outbox.service import NOTIFY_CHANNEL
 from tests.hubtest import STUDENT_REFERRAL, api_client, make_hub
 
@@ -100,3 +101,53 @@ def test_a_gateways_notifications_come_no_more_often_than_the_relay_starts_batch
     assert accepted >= 10, accepted  # each committed, and each woke the notifier
     # One at once, then at most one per 200 ms, the last after the loop: within 0.5 s more.
     assert 1 <= got <= 2 + spent / 0.2, (got, accepted)
+
+
+def _listening_on(hub: Hub, channel: str, stop: threading.Event) -> tuple[threading.Thread, int]:
+    """A subscriber's thread on ``channel``, once LISTEN is in place, and its backend's pid."""
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=subscribe,
+        args=(hub.settings.resolved_database_url, channel, lambda _payload: None, stop),
+        kwargs={"on_listening": lambda listening: listening and ready.set()},
+    )
+    thread.start()
+    assert ready.wait(5.0)
+    with hub.engine.connect() as conn:
+        pid = conn.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE query = %s", (f"LISTEN {channel}",)
+        ).scalar_one()
+    return thread, int(pid)
+
+
+def _terminate(hub: Hub, pid: int) -> None:
+    with hub.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_listener_reports_a_lost_connection_unless_it_was_told_to_stop(
+    pg_hub: Hub, caplog: pytest.LogCaptureFixture, stopping: bool
+) -> None:
+    """A database that goes away while a process is shutting down (the benchmarks drop
+    theirs; a host stops PostgreSQL with the hub) is no failure for an operator to chase."""
+    channel = f"hub_test_lost_{stopping}".lower()
+    stop = threading.Event()
+    thread, pid = _listening_on(pg_hub, channel, stop)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hub.outbox.notify"):
+            if stopping:
+                stop.set()
+            _terminate(pg_hub, pid)
+            if stopping:
+                thread.join(5.0)
+                assert not thread.is_alive()
+            else:
+                deadline = time.monotonic() + 5.0
+                while not caplog.records and time.monotonic() < deadline:
+                    time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5.0)
+    failed = [r for r in caplog.records if r.msg == "notify.listen_failed"]
+    assert len(failed) == (0 if stopping else 1), failed
