@@ -110,6 +110,29 @@ def test_the_hubs_clients_never_create_a_topic_by_asking_for_it(broker: Embedded
     assert made == set(), f"created on the side, with the broker's partition count: {made}"
 
 
+def test_the_hubs_clients_send_and_receive_without_kafka_pythons_own_metrics(
+    broker: EmbeddedBroker,
+) -> None:
+    """kafka-python's sensors are off (they cost every small batch CPU and nothing reads
+    them); sending, acknowledging, fetching and committing still work without them."""
+    ensure_topics(broker.bootstrap_servers, {"quiet.v1": 1})
+    producer = make_producer(broker.bootstrap_servers)
+    consumer = make_consumer(broker.bootstrap_servers, group_id="it-quiet", topics=["quiet.v1"])
+    try:
+        assert producer.send("quiet.v1", key=b"k", value=b"{}").get(timeout=10).offset == 0
+        got: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            got = [r for records in consumer.poll(timeout_ms=200).values() for r in records]
+        assert [r.value for r in got] == [b"{}"]
+        consumer.commit()
+        assert producer.metrics() is None
+        assert consumer.metrics() is None
+    finally:
+        consumer.close()
+        producer.close(timeout=5)
+
+
 def test_a_consumer_that_joined_before_its_topic_existed_gets_the_topic_once_made(
     broker: EmbeddedBroker,
 ) -> None:
