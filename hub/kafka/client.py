@@ -133,8 +133,8 @@ def make_producer(
         # partition a person's events go to (and re-trigger consumer group joins).
         "allow_auto_create_topics": False,
         # kafka-python's own metrics (sensors updated on every request, every fetch) are read
-        # by nothing: the hub exports its own. They cost a relay's small batch about 8 % of
-        # its CPU, a consumer's poll about as much.
+        # by nothing: the hub exports its own. They cost a relay's small batch about a tenth
+        # of its instructions, an idle consumer about a tenth of its CPU (docs/performance.md).
         "metrics_enabled": False,
         **security.client_options(),
     }
