@@ -20,7 +20,7 @@ FULL: dict[str, list[str]] = {
     "ingest": ["--concurrency", "16", "--duration", "15"],
     "ingest_one_worker": [
         *("--concurrency", "16", "--duration", "15"),
-        *("--gateway-workers", "1", "--targets", "hub-postgres"),
+        *("--gateway-workers", "1", "--targets", "floor-postgres,hub-postgres"),
     ],
     "timeline_query": ["--entries", "1000000", "--runs", "300"],
     "consumers": ["--events", "4000"],
@@ -32,7 +32,7 @@ QUICK: dict[str, list[str]] = {
     "ingest": ["--concurrency", "4", "--duration", "2", "--warmup", "1"],
     "ingest_one_worker": [
         *("--concurrency", "4", "--duration", "2", "--warmup", "1"),
-        *("--gateway-workers", "1", "--targets", "hub-postgres"),
+        *("--gateway-workers", "1", "--targets", "floor-postgres,hub-postgres"),
     ],
     "timeline_query": ["--entries", "20000", "--runs", "20"],
     "consumers": ["--events", "1000"],

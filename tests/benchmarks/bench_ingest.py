@@ -8,6 +8,9 @@ one request at a time, closed loop) runs here. Targets, all with the same genera
 
 * ``bare``: FastAPI parsing the body into ReferralCreate and answering 202 (HTTP ceiling);
 * ``direct-kafka``: the same plus a kafka-python produce with acks=all, waiting for the ack;
+* ``floor-postgres``: the hub's durable work for a referral, hand-rolled
+  (tests.benchmarks.floor_app: the same rows in the same tables, sealed fields, group commit,
+  as many workers as the hub) without the hub's plumbing: what the work itself costs here;
 * ``hub-sqlite`` / ``hub-postgres``: ``hub gateway`` (token check, rate limit, validation,
   policy, person key, encrypted fields, referral + outbox event + idempotency record in one
   transaction). The relay is not running (it would publish from another process).
@@ -31,6 +34,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import secrets
 import tempfile
 import time
 import uuid
@@ -316,7 +320,7 @@ def run_target(
     return result
 
 
-TARGETS = ("bare", "direct-kafka", "hub-sqlite", "hub-postgres")
+TARGETS = ("bare", "direct-kafka", "floor-postgres", "hub-sqlite", "hub-postgres")
 
 
 def main() -> None:
@@ -340,9 +344,10 @@ def main() -> None:
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:  # anything else would silently be measured as a hub on SQLite
         parser.error(f"unknown targets {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
-    if "hub-postgres" in targets and not postgres_available():
-        print("PostgreSQL not reachable: skipping hub-postgres")
-        targets.remove("hub-postgres")
+    for name in ("floor-postgres", "hub-postgres"):
+        if name in targets and not postgres_available():
+            print(f"PostgreSQL not reachable: skipping {name}")
+            targets.remove(name)
     results: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -374,7 +379,10 @@ def main() -> None:
                     )
                 )
                 continue
-            if name == "hub-postgres":
+            if name == "floor-postgres":
+                with postgres_database("bench_ingest") as url:
+                    results.append(floor_target(name, url, port, args, Path(tmp)))
+            elif name == "hub-postgres":
                 with postgres_database("bench_ingest") as url:
                     results.append(hub_target(name, url, kafka, port, args, Path(tmp)))
             else:
@@ -385,10 +393,14 @@ def main() -> None:
                 )
     by = {r["target"]: r for r in results}
     ratios: dict[str, float] = {}
-    for hub_name in ("hub-sqlite", "hub-postgres"):
+    for hub_name in ("floor-postgres", "hub-sqlite", "hub-postgres"):
         for base in ("bare", "direct-kafka"):
             if hub_name in by and base in by and by[base]["per_second"]:
                 ratios[f"{hub_name}/{base}"] = by[hub_name]["per_second"] / by[base]["per_second"]
+    if "hub-postgres" in by and "floor-postgres" in by and by["floor-postgres"]["per_second"]:
+        ratios["hub-postgres/floor-postgres"] = (
+            by["hub-postgres"]["per_second"] / by["floor-postgres"]["per_second"]
+        )
     table(
         f"ingest: closed loop, {args.concurrency} concurrent clients ({args.client}, "
         f"{args.generators} generator processes), {args.duration:.0f} s",
@@ -434,6 +446,19 @@ def main() -> None:
             "ratios": ratios,
         },
     )
+
+
+def floor_target(
+    name: str, url: str, port: int, args: argparse.Namespace, data: Path
+) -> dict[str, Any]:
+    """The hub's durable work hand-rolled (tests.benchmarks.floor_app), on the hub's schema."""
+    hub, _partners = make_hub(url, data)
+    hub.engine.dispose()
+    token = secrets.token_urlsafe(32)
+    env = {"BENCH_DATABASE": url.replace("+psycopg", ""), "BENCH_TOKEN": token}
+    workers = args.gateway_workers or os.cpu_count() or 1
+    module = ["-m", "tests.benchmarks.floor_app", "--port", str(port), "--workers", str(workers)]
+    return run_target(name, module, env, port, lambda _url: token, args, data)
 
 
 def hub_target(
