@@ -91,6 +91,9 @@ def _request_referral(
     _check_consent(session, route, person.id)
     now = utcnow()
     referral_id, correlation_id = uuid.uuid4(), body.correlation_id or uuid.uuid4()
+    # Sealed once: the referral's row and its event carry the same tokens (the person's
+    # fields are tokens already), and sealing skips what is sealed.
+    payload = seal_event(session, person.id, {"payload": body.payload})["payload"]
     event = ReferralRequested(
         event_id=uuid.uuid4(),
         referral_id=referral_id,
@@ -120,7 +123,7 @@ def _request_referral(
             "performer_id": performer.id,
             "person_id": person.id,
             "status": Status.REQUESTED.value,
-            "payload": seal_event(session, person.id, {"payload": body.payload})["payload"],
+            "payload": payload,
             "correlation_id": str(correlation_id),
             "created_at": now,
             "updated_at": now,
@@ -133,7 +136,7 @@ def _request_referral(
         settings=settings,
         policy=policy,
         attrs=attributes_for(EventType.REFERRAL_REQUESTED, event),
-        data=seal_event(session, person.id, event.model_dump(mode="json")),
+        data=seal_event(session, person.id, {**event.model_dump(mode="json"), "payload": payload}),
         route=route,  # checked above, consent included
     )
     add_rows(session, rows)

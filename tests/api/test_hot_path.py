@@ -8,6 +8,7 @@ same way (hub.db) and is not counted; psycopg begins and commits without a state
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -28,8 +29,11 @@ from hub.audit.models import AuditRecord
 from hub.auth.keys import SigningKeys, rotate
 from hub.auth.tokens import build_token_validator
 from hub.bootstrap import Hub
+from hub.crypto.cipher import is_token
+from hub.crypto.fields import open_event
 from hub.db import unit_of_work
 from hub.errors import Unauthenticated
+from hub.outbox.models import OutboxEvent
 from hub.partners.service import add_client, deactivate_partner, revoke_client
 from hub.people.models import Person, PersonReference
 from hub.people.service import known_references
@@ -128,6 +132,26 @@ def test_a_referral_for_a_new_person_costs_at_most_eight_statements(world: Any) 
     assert not [s for s in counted.sent if "oauth_clients" in s or "FROM partners" in s]
     # No pool pre-ping ("SELECT 1" or ";").
     assert not [s for s in counted.sent if s.strip() in ("SELECT 1", ";", "")]
+
+
+def test_a_referrals_payload_is_sealed_once_for_its_row_and_its_events(world: Any) -> None:
+    hub, partners, client = world
+    headers = bearer(partners, client)
+    r = client.post("/v1/referrals", json=referral("ES-SEALED-1"), headers=headers)
+    assert r.status_code == 202, r.text
+    with unit_of_work(hub.session_factory) as session:
+        row = session.get(Referral, r.json()["id"])
+        assert row is not None
+        values = session.scalars(
+            select(OutboxEvent.value).where(OutboxEvent.key == row.person_id)
+        ).all()
+        # The row's payload, each outbox copy's, all the same tokens: sealed once.
+        assert len(values) == 2
+        for value in values:
+            assert json.loads(value)["payload"] == row.payload
+        assert all(is_token(token) for token in row.payload.values())
+        opened = open_event(session, row.person_id, {"payload": row.payload})["payload"]
+    assert opened == STUDENT_REFERRAL["payload"]
 
 
 def test_a_write_in_the_steady_state_opens_no_session_before_its_transaction(
