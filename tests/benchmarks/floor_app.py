@@ -15,10 +15,12 @@ hub's group commit does); each 202 leaves after its transaction committed. Serve
 (httptools, uvloop), each of ``--workers`` processes on a socket of its own in one
 ``SO_REUSEPORT`` group, as ``hub gateway`` does.
 
-It is a measuring stick, not a gateway: no rate limit, no policy, no routing table (the
-performer is the body's), no telemetry, no problem documents, no audit of refusals. A repeated
-``Idempotency-Key`` would keep its rows (the load never repeats one). What the hub spends
-beyond this floor is its plumbing; what this floor spends is what the work costs here.
+It takes what the load sends (a new person with both names, a birth date and a partner
+reference; anything else is a 422) and is a measuring stick, not a gateway: no rate limit, no
+policy, no routing table (the performer is the body's), no telemetry, no problem documents,
+no audit of refusals. A repeated ``Idempotency-Key`` would keep its rows (the load never
+repeats one). What the hub spends beyond this floor is its plumbing; what this floor spends
+is what the work costs here.
 """
 
 from __future__ import annotations
@@ -97,18 +99,23 @@ def _digest(kind: str, value: str) -> bytes:
     return hmac.new(_INDEX_KEY, f"{kind}:{value.casefold()}".encode(), hashlib.sha256).digest()
 
 
-def _row(body: ReferralCreate, raw: bytes, partner: str, key: str) -> tuple[tuple[Any, ...], str]:
+def _row(
+    body: ReferralCreate, raw: bytes, partner: str, key: str
+) -> tuple[tuple[Any, ...], str] | None:
+    """The statement's values; None for a body whose rows would differ from the load's."""
+    person = body.person
+    given_name, family_name, birth = person.given_name, person.family_name, person.birth_date
+    if person.id or not (given_name and family_name and birth and person.partner_reference):
+        return None
     now = datetime.now(UTC)
     stamp = now.isoformat().replace("+00:00", "Z")
-    person = body.person
-    given_name, family_name = person.given_name or "", person.family_name or ""
     person_id = "p_" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
     data_key = AESGCM.generate_key(256)
     nonce = secrets.token_bytes(12)
     wrapped = nonce + _MASTER.encrypt(nonce, data_key, person_id.encode())
     cipher = AESGCM(data_key)
     given, family = _seal(cipher, given_name), _seal(cipher, family_name)
-    born = _seal(cipher, str(person.birth_date))
+    born = _seal(cipher, birth.isoformat())
     payload = {name: _seal(cipher, str(value)) for name, value in body.payload.items()}
     referral_id, event_id, correlation_id = (str(uuid.uuid4()) for _ in range(3))
     event = orjson.dumps(
@@ -132,13 +139,13 @@ def _row(body: ReferralCreate, raw: bytes, partner: str, key: str) -> tuple[tupl
     ).decode()
     location = f"/v1/referrals/{referral_id}"
     answer = {"id": referral_id, "status": "requested"}
-    reference = person.partner_reference or ""
+    reference = person.partner_reference
     digests = [
         ("token", _digest("token", given_name)),
         ("phonetic", _digest("phonetic", given_name)),
         ("token", _digest("token", family_name)),
         ("phonetic", _digest("phonetic", family_name)),
-        ("birth_date", _digest("birth_date", str(person.birth_date))),
+        ("birth_date", _digest("birth_date", birth.isoformat())),
     ]
 
     def headers(topic: str) -> Json:
@@ -248,7 +255,10 @@ async def create(
     if partner is None:
         raise HTTPException(401)
     raw = body.model_dump_json().encode()
-    args, referral_id = _row(body, raw, partner, idempotency_key)
+    row = _row(body, raw, partner, idempotency_key)
+    if row is None:  # the statement's shape is a new person's with every field
+        raise HTTPException(422, "the floor takes a new person with names, birth date, reference")
+    args, referral_id = row
     await request.app.state.committer.submit(args)
     return JSONResponse(
         {"id": referral_id, "status": "requested"},

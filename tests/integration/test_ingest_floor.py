@@ -78,6 +78,15 @@ def test_the_floor_writes_the_rows_the_hub_writes_for_a_referral(
                 headers={"Authorization": "Bearer nothing", "Idempotency-Key": "floor-1"},
             )
             assert refused.status_code == 401
+            unborn = body(2, "floor")  # valid, but not the rows the floor writes: refused
+            unborn["person"] = {k: v for k, v in unborn["person"].items() if k != "birth_date"}
+            r = floor.post(
+                "/v1/referrals",
+                json=unborn,
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "floor-2"},
+            )
+            assert r.status_code == 422
+            assert "birth date" in r.json()["detail"]
         by_floor = _added(before, _rows(hub.engine))
     finally:
         hub.engine.dispose()
