@@ -42,6 +42,12 @@ def seal_value(session: Session, person_id: str, value: str | None) -> str | Non
     return None if value is None else cipher(session).encrypt(person_id, value)
 
 
+def seal_values(session: Session, person_id: str, *values: str | None) -> list[str | None]:
+    """Several personal values of one person, encrypted with one cipher (None stays None)."""
+    sealer = cipher(session)
+    return [None if value is None else sealer.encrypt(person_id, value) for value in values]
+
+
 def load_keys(session: Session, person_ids: Iterable[str]) -> None:
     """Unwrap these people's data keys in one query, before opening the events of a batch."""
     keys, current = session.info[MASTER_KEYS]

@@ -8,6 +8,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Engine, bindparam, select
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub import staged
-from hub.crypto.fields import seal_value
+from hub.crypto.fields import seal_values
 from hub.crypto.keystore import expect_new
 from hub.crypto.models import PersonKey
 from hub.db import insert_if_absent, table_of, utcnow
@@ -51,7 +52,18 @@ def new_pseudonym() -> str:
     return "p_" + secrets.token_urlsafe(16)
 
 
-def resolve_person(session: Session, *, partner_id: str, person: PersonIn) -> Person:
+@dataclass(frozen=True, slots=True)
+class StagedPerson:
+    """A new person as staged for the transaction's next statement: its pseudonym and its
+    sealed fields (tokens), as :class:`Person` has them."""
+
+    id: str
+    given_name: str | None
+    family_name: str | None
+    birth_date: str | None
+
+
+def resolve_person(session: Session, *, partner_id: str, person: PersonIn) -> Person | StagedPerson:
     """The hub person for the requester's description; created and linked when new.
 
     A new person's reference is claimed first, with the pseudonym the person will get: the
@@ -202,14 +214,15 @@ def _named(session: Session, partner_id: str, person: PersonIn) -> Person:
     return known
 
 
-def _create(session: Session, person: PersonIn, pid: str) -> Person:
+def _create(session: Session, person: PersonIn, pid: str) -> StagedPerson:
     expect_new(session, pid)
     birth = person.birth_date.isoformat() if person.birth_date else None
+    given, family, born = seal_values(session, pid, person.given_name, person.family_name, birth)
     values = {
         "id": pid,
-        "given_name": seal_value(session, pid, person.given_name),
-        "family_name": seal_value(session, pid, person.family_name),
-        "birth_date": seal_value(session, pid, birth),
+        "given_name": given,
+        "family_name": family,
+        "birth_date": born,
         "created_at": utcnow(),
     }
     # Staged with its key and search entries: written with the transaction's next staged rows
@@ -225,8 +238,9 @@ def _create(session: Session, person: PersonIn, pid: str) -> Person:
         new=True,
     )
     # The row as staged, not known to the session: it is written with the transaction's
-    # next statement, and nothing in this transaction looks the new person up.
-    return Person(**values)
+    # next statement, and nothing in this transaction looks the new person up. Not an ORM
+    # object: making one costs more than sealing the three fields.
+    return StagedPerson(pid, given, family, born)
 
 
 def _by_reference(session: Session, partner_id: str, reference: str | None) -> Person | None:
