@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from fastapi.testclient import TestClient
 
 from hub.app import create_app
@@ -44,7 +45,7 @@ STAGES = [
     ("hub.referrals.routes", "run_first"),
     ("hub.referrals.service", "_request_referral"),
     ("hub.referrals.service", "resolve_person"),
-    ("hub.people.service", "seal_value"),
+    ("hub.people.service", "seal_values"),
     ("hub.people.service", "index_person"),
     ("hub.referrals.service", "seal_event"),
     ("hub.referrals.service", "routing.at_acceptance"),
@@ -173,12 +174,7 @@ def main() -> None:
     parser.add_argument("--referrals", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    try:
-        import uvloop  # the gateway's loop under uvicorn
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - a dependency
-        pass
+    uvloop.install()  # the gateway's loop under uvicorn
     with postgres_database("profile_gateway") as url, tempfile.TemporaryDirectory() as tmp:
         hub, partners = make_hub(
             url, Path(tmp), rate_limit_api_per_minute=10**9, rate_limit_api_per_day=10**9
